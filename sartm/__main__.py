@@ -1,0 +1,3 @@
+from sartm.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""The `sartm` command: argument parsing only, one module per noun, no logic of its own."""
+
+from __future__ import annotations
+
+import click
+
+from sartm import __version__
+from sartm.cli.data import data
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="sartm")
+def cli() -> None:
+    """SARTM: Segment Any RGB-Thermal Model, reproducible pipeline."""
+
+
+cli.add_command(data)
+
+
+def main() -> None:
+    cli()
