@@ -423,13 +423,16 @@ def pipeline_runs(params: dict[str, Any], preset: str | None = None) -> list[Con
     return list(seen.values())
 
 
-def run_aliases(params: dict[str, Any], preset: str | None = None) -> dict[str, str]:
-    """`<dataset>/<run>` of every listed run -> the run_id of the one training job that serves it."""
+def run_aliases(
+    params: dict[str, Any], preset: str | None = None, seed_index: int = 0
+) -> dict[str, str]:
+    """`<dataset>/<run>` of every listed run -> the run_id of the one training job that serves it
+    (for the seed_index-th entry of `seeds`)."""
     canonical = {(c.dataset, c.hash()): c.run_id for c in pipeline_runs(params, preset)}
     out = {}
     for run, spec in params["runs"].items():
         for dataset in spec["datasets"]:
-            cfg = resolve(params, dataset=dataset, run=run, preset=preset)
+            cfg = resolve(params, dataset=dataset, run=run, preset=preset, seed_index=seed_index)
             out[f"{dataset}/{run}"] = canonical[(dataset, cfg.hash())]
     return out
 

@@ -6,6 +6,9 @@ import click
 
 from sartm import __version__
 from sartm.cli.data import data
+from sartm.cli.embed import embed
+from sartm.cli.tracking import tracking
+from sartm.cli.weights import weights
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -15,6 +18,9 @@ def cli() -> None:
 
 
 cli.add_command(data)
+cli.add_command(embed)
+cli.add_command(tracking)
+cli.add_command(weights)
 
 
 def main() -> None:

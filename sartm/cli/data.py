@@ -2,9 +2,229 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from sartm import paths
 
 
 @click.group()
 def data() -> None:
     """Get datasets into the common layout (data/processed/<name>/)."""
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@data.command("download")
+@click.argument("dataset", type=click.Choice(["mfnet", "pst900", "fmb"]))
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An archive you already downloaded (repeatable: FMB has train.zip and test.zip).",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=paths.DATA,
+    help="Data folder: archives go to ROOT/archives/<dataset>, the extraction to "
+    "ROOT/raw/<dataset>.",
+)
+@click.option(
+    "--mirror", default=None, help="Which published location to use (default: the first)."
+)
+@click.option("--force", is_flag=True, help="Extract again over an existing raw folder.")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def download_cmd(
+    dataset: str,
+    archives: tuple[Path, ...],
+    root: Path,
+    mirror: str | None,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Fetch (or take --archive), verify and safely extract DATASET into ROOT/raw/<dataset>."""
+    from sartm.data.common import DataError
+    from sartm.data.download import download
+
+    try:
+        download(
+            dataset,
+            root=root,
+            archives=archives,
+            mirror=mirror,
+            force=force,
+            progress=progress,
+            log=click.echo,
+        )
+    except DataError as exc:
+        raise _fail(exc) from exc
+
+
+@data.command("extract")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder that will hold the archive's contents (created atomically).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def extract_cmd(archive: Path, out: Path, force: bool, progress: bool) -> None:
+    """Safely extract a zip or tar(.gz/.bz2/.xz) ARCHIVE into --out."""
+    from sartm.data.common import DataError
+    from sartm.data.extract import safe_extract
+
+    try:
+        safe_extract(archive, out, force=force, progress=progress)
+    except DataError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{out}: extracted from {archive}")
+
+
+@data.command("prepare")
+@click.argument("dataset")
+@click.option(
+    "--raw",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Original layout folder [default: ROOT/raw/<dataset>].",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Common layout folder [default: ROOT/processed/<dataset>].",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=paths.DATA,
+    help="Data folder for the defaults of --raw and --out.",
+)
+@click.option(
+    "--classes",
+    "classes_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="custom datasets: YAML or JSON list of {name, color: [r, g, b]}.",
+)
+@click.option("--name", default=None, help="custom datasets: the NAME of custom-NAME.")
+@click.option("--force", is_flag=True, help="Prepare again over a complete output.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def prepare_cmd(
+    dataset: str,
+    raw: Path | None,
+    out: Path | None,
+    root: Path,
+    classes_file: Path | None,
+    name: str | None,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Convert DATASET (mfnet, pst900, fmb, custom-NAME or custom --name NAME) from its original
+    layout to the common layout."""
+    from sartm.data.common import DataError
+    from sartm.data.layouts import prepare
+
+    if dataset == "custom":
+        if not name:
+            raise click.UsageError(
+                "custom datasets need a name: `custom --name NAME` or custom-NAME"
+            )
+        dataset = f"custom-{name}"
+    elif name:
+        raise click.UsageError("--name only applies to `prepare custom`")
+    raw = raw if raw is not None else paths.raw_dir(dataset, root)
+    out = out if out is not None else paths.processed_dir(dataset, root)
+    try:
+        result = prepare(
+            dataset, raw=raw, out=out, classes_file=classes_file, force=force, progress=progress
+        )
+    except DataError as exc:
+        raise _fail(exc) from exc
+    counts = ", ".join(f"{split} {n}" for split, n in sorted(result.splits.items()))
+    if result.already:
+        click.echo(f"{out}: already prepared ({counts}); use --force to prepare again")
+        return
+    subsets = ", ".join(f"{k} {n}" for k, n in sorted(result.subsets.items()))
+    click.echo(
+        f"{out}: prepared {dataset} ({counts})" + (f"; subsets: {subsets}" if subsets else "")
+    )
+    if result.ignored:
+        click.echo(f"{raw}: {result.ignored} image(s) listed in no split were left out")
+
+
+@data.command("synth")
+@click.argument("name", type=click.Choice(["synth-mfnet", "synth-pst900", "synth-fmb"]))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Common layout folder [default: <data.root>/processed/<name>].",
+)
+@click.option("--samples-train", type=int, default=None, help="[default: synth.samples.train]")
+@click.option(
+    "--samples-val", type=int, default=None, help="[default: synth.samples.val; MFNet only]"
+)
+@click.option("--samples-test", type=int, default=None, help="[default: synth.samples.test]")
+@click.option(
+    "--width", type=int, default=None, help="Image width in pixels [default: synth.width]."
+)
+@click.option("--seed", type=int, default=None, help="[default: synth.seed]")
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(path_type=Path),
+    default="params.yaml",
+    help="Settings file for the defaults.",
+)
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a setting, e.g. --set synth.width=128 (repeatable).",
+)
+def synth_cmd(
+    name: str,
+    out: Path | None,
+    samples_train: int | None,
+    samples_val: int | None,
+    samples_test: int | None,
+    width: int | None,
+    seed: int | None,
+    params_path: Path,
+    preset: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Generate the SYNTHETIC stand-in NAME (deterministic: same seed, same bytes)."""
+    from sartm.cli.common import resolve_from_options
+    from sartm.data.synth import SynthError, generate
+
+    logical = name.removeprefix("synth-")
+    cfg = resolve_from_options(params_path, preset, logical, None, None, overrides)
+    samples = dict(cfg.synth.samples)
+    for split, n in (("train", samples_train), ("val", samples_val), ("test", samples_test)):
+        if n is not None:
+            samples[split] = n
+    out = out if out is not None else paths.processed_dir(name, Path(cfg.data.root))
+    try:
+        result = generate(
+            name,
+            out,
+            samples=samples,
+            width=width if width is not None else cfg.synth.width,
+            seed=seed if seed is not None else cfg.synth.seed,
+        )
+    except SynthError as exc:
+        raise _fail(exc) from exc
+    counts = ", ".join(f"{split} {n}" for split, n in result["splits"].items())
+    w, h = result["size"]
+    click.echo(f"{out}: generated SYNTHETIC {name} ({counts}; {w}x{h}) in {result['seconds']} s")

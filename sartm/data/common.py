@@ -156,6 +156,7 @@ class LayoutWriter:
     def __enter__(self) -> LayoutWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self.tmp.chmod(0o755)  # mkdtemp's 0700 would make the finished dataset private
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

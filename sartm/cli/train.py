@@ -1,0 +1,41 @@
+"""`sartm train`: train one run of the run list (single process, or under torchrun for DDP)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from sartm.cli.common import config_options
+
+
+@click.command("train")
+@config_options(with_run=True)
+@click.option("--resume/--no-resume", default=None,
+              help="Continue from last.pt (default: automatically when its config hash matches); "
+                   "--no-resume starts over.")
+@click.option("--evaluate", "evaluate_after", is_flag=True,
+              help="Evaluate the final checkpoint(s) in the same process afterwards.")
+@click.option("--quiet", is_flag=True, help="One log line per epoch instead of progress bars.")
+def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
+    """Train a run; writes results/train/<dataset>/<run>/ (checkpoints, history, config)."""
+    from sartm.data.common import DataError
+    from sartm.engine.checkpointing import TrainingCheckpointError
+    from sartm.engine.evaluate import EvaluationError
+    from sartm.engine.modelio import ModelLoadError
+    from sartm.engine.train import TrainingError
+    from sartm.engine.train import train as run_training
+
+    try:
+        result = run_training(cfg, resume=resume, evaluate_after=evaluate_after, quiet=quiet)
+    except (TrainingError, TrainingCheckpointError, ModelLoadError, EvaluationError, DataError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
+    line = f"{cfg.run_id}: {result['epochs']} epochs in {result['train_time_s']:.1f} s"
+    if result.get("best_miou") is not None:
+        line += f", best {result['selection_split']} mIoU {result['best_miou']:.4f} (epoch {result['best_epoch']})"
+    click.echo(line)
+    if "evaluation" in result:
+        ev = result["evaluation"]
+        click.echo(f"{cfg.run_id}: {ev['split']} mIoU {ev[ev['split']]['miou']:.4f}")

@@ -1,0 +1,356 @@
+"""Evaluation: `evaluate(cfg, checkpoint=None, split="test") -> metrics` and metrics.json.
+
+One confusion matrix per split (and per MFNet day/night subset), accumulated on the device;
+predictions are cut back to the original image size before scoring (the evaluation transform pads
+right/bottom). Options: multi-scale + flip (`eval.multi_scale`, `scales`, `flip`: softmax averaged
+over scales and flips), and modality robustness (`eval.modality_robustness`): the same model with
+one modality blanked. Blanking means the RAW image is all zeros before normalisation (a dead
+camera: the dataset's `blank` option), so the normalised tensor holds -mean/std over the image
+region while the padding stays 0.
+
+Which checkpoint (`eval.checkpoint`): `auto` follows method.md section 5: with a validation split
+(MFNet) `best.pt` (selected on val) is the result; without one (PST900, FMB) `last.pt` is the
+primary result and `best.pt` (selected on test: the authors' protocol) is reported beside it as
+`test_best`. `last` / `best` force one file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from sartm import paths
+from sartm.config import Config
+from sartm.engine import runtime
+from sartm.engine.checkpointing import sha256_file
+from sartm.engine.metrics import ConfusionMatrix
+
+SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
+METRIC_KEYS = ("miou", "macc", "mf1", "pixel_acc", "iou", "acc", "f1")
+
+
+class EvaluationError(RuntimeError):
+    """Nothing to evaluate, or a checkpoint that does not belong to the run."""
+
+
+@torch.no_grad()
+def predict_probs(
+    model: torch.nn.Module,
+    rgb: torch.Tensor,
+    thermal: torch.Tensor,
+    *,
+    dtype: torch.dtype | None,
+    scales: Iterable[float] = (1.0,),
+    flip: bool = False,
+) -> torch.Tensor:
+    """(B, C, H, W) class scores at the input size: logits for one plain pass, else the mean
+    softmax over the scales (and horizontal flips)."""
+    scales = tuple(scales)
+    size = rgb.shape[-2:]
+    if scales == (1.0,) and not flip:
+        with runtime.autocast(rgb.device, dtype):
+            return model.predict(rgb, thermal).float()
+    total = None
+    for scale in scales:
+        h = max(SCALE_MULTIPLE, round(size[0] * scale / SCALE_MULTIPLE) * SCALE_MULTIPLE)
+        w = max(SCALE_MULTIPLE, round(size[1] * scale / SCALE_MULTIPLE) * SCALE_MULTIPLE)
+        r = F.interpolate(rgb, (h, w), mode="bilinear", align_corners=False)
+        t = F.interpolate(thermal, (h, w), mode="bilinear", align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            a, b = (r.flip(-1), t.flip(-1)) if flipped else (r, t)
+            with runtime.autocast(rgb.device, dtype):
+                logits = model.predict(a, b).float()
+            if flipped:
+                logits = logits.flip(-1)
+            probs = F.interpolate(logits, size, mode="bilinear", align_corners=False).softmax(1)
+            total = probs if total is None else total + probs
+    return total
+
+
+def score_loader(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    scales: Iterable[float] = (1.0,),
+    flip: bool = False,
+    subsets: dict[str, set[str]] | None = None,
+    on_prediction=None,
+    desc: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Metrics over a loader: {"all": ..., <subset>: ...}, summed over processes when distributed.
+
+    on_prediction(ids, preds) receives the un-padded (H, W) class maps (CPU uint8 arrays) of
+    every batch.
+    """
+    was_training = model.training
+    model.eval()
+    matrices = {"all": ConfusionMatrix(num_classes, device=device)}
+    for name in subsets or {}:
+        matrices[name] = ConfusionMatrix(num_classes, device=device)
+    for batch in tqdm(loader, desc=desc, disable=desc is None, leave=False, dynamic_ncols=True):
+        rgb = batch["rgb"].to(device, non_blocking=True)
+        thermal = batch["thermal"].to(device, non_blocking=True)
+        label = batch["label"].to(device, non_blocking=True)
+        heights, widths = batch["height"].tolist(), batch["width"].tolist()
+        pred = predict_probs(model, rgb, thermal, dtype=dtype, scales=scales, flip=flip).argmax(1)
+        cut_preds = []
+        for i, (h, w) in enumerate(zip(heights, widths)):
+            p, t = pred[i, :h, :w], label[i, :h, :w]  # cut the padding off
+            matrices["all"].update(p, t)
+            for name, ids in (subsets or {}).items():
+                if batch["id"][i] in ids:
+                    matrices[name].update(p, t)
+            cut_preds.append(p)
+        if on_prediction is not None:
+            on_prediction(list(batch["id"]), [p.to(torch.uint8).cpu().numpy() for p in cut_preds])
+    if was_training:
+        model.train()
+    out = {}
+    for name, matrix in matrices.items():
+        matrix.all_reduce()
+        out[name] = matrix.compute()
+    return out
+
+
+def save_palette_png(pred: np.ndarray, palette: list[list[int]], path: Path) -> None:
+    """A class-id map as an 8-bit palette PNG (viewers show colours, pixel values stay ids)."""
+    image = Image.fromarray(pred.astype(np.uint8), mode="P")
+    flat = [v for colour in palette for v in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+@torch.no_grad()
+def sample_features(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    pixels: int,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    seed: int = 0,
+    max_images: int = 32,
+) -> dict[str, np.ndarray]:
+    """Fused stride-16 features (`sfm`) of up to `pixels` labelled positions, class-balanced as
+    far as the data allows, from the first `max_images` images (figure F7's t-SNE)."""
+    model.eval()
+    feats, labels, seen = [], [], 0
+    for batch in loader:
+        rgb, thermal = batch["rgb"].to(device), batch["thermal"].to(device)
+        with runtime.autocast(device, dtype):
+            sfm = model(rgb, thermal)["sfm"].float()  # (B, d, h, w)
+        label = batch["label"].to(device)
+        small = F.interpolate(label[:, None].float(), sfm.shape[-2:], mode="nearest")[:, 0].long()
+        for i in range(rgb.shape[0]):
+            valid = small[i] != 255
+            feats.append(sfm[i].permute(1, 2, 0)[valid].cpu())  # (n, d)
+            labels.append(small[i][valid].cpu())
+        seen += rgb.shape[0]
+        if seen >= max_images:
+            break
+    all_feats, all_labels = torch.cat(feats), torch.cat(labels)
+    gen = torch.Generator().manual_seed(seed)
+    per_class = max(1, math.ceil(pixels / num_classes))
+    keep = []
+    for c in range(num_classes):
+        idx = (all_labels == c).nonzero()[:, 0]
+        keep.append(idx[torch.randperm(idx.numel(), generator=gen)[:per_class]])
+    chosen = torch.cat(keep)
+    if chosen.numel() < pixels:  # rare classes ran out: fill up from the rest
+        rest = torch.ones(all_labels.numel(), dtype=torch.bool)
+        rest[chosen] = False
+        pool = rest.nonzero()[:, 0]
+        extra = pool[torch.randperm(pool.numel(), generator=gen)[: pixels - chosen.numel()]]
+        chosen = torch.cat([chosen, extra])
+    chosen = chosen[:pixels]
+    return {"features": all_feats[chosen].numpy(), "labels": all_labels[chosen].numpy()}
+
+
+def _checkpoint_plan(cfg: Config, checkpoint: Path | None, results_root: Path) -> list[tuple[str, Path]]:
+    """[(result key suffix, file)]: "" is the primary result, "_best" the authors' best-on-test."""
+    if checkpoint is not None:
+        return [("", Path(checkpoint))]
+    folder = paths.train_dir(cfg.run_id, results_root)
+    last, best = folder / "last.pt", folder / "best.pt"
+    if not last.is_file():
+        raise EvaluationError(f"{last}: no checkpoint; train the run first (sartm train --run {cfg.run_id})")
+    choice = cfg.eval.checkpoint
+    if choice == "last":
+        return [("", last)]
+    if choice == "best":
+        return [("", best)]
+    from sartm.engine.checkpointing import load_checkpoint
+
+    selection = load_checkpoint(last).get("best", {}).get("split", "test")
+    if selection == "val":
+        return [("", best if best.is_file() else last)]
+    return [("", last)] + ([("_best", best)] if best.is_file() else [])
+
+
+def evaluate(
+    cfg: Config,
+    checkpoint: str | Path | None = None,
+    split: str = "test",
+    *,
+    results_root: Path = paths.RESULTS,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Score the run's checkpoint(s) on `split`; write and return metrics.json."""
+    from sartm import tracking
+    from sartm.data.dataset import build_dataset
+    from sartm.engine import modelio
+    from sartm.engine.provenance import provenance
+
+    started = time.perf_counter()
+    device = runtime.resolve_device(cfg.train.device)
+    dtype = runtime.amp_dtype(cfg.train.precision, device)
+    plan = _checkpoint_plan(cfg, Path(checkpoint) if checkpoint else None, results_root)
+    out_dir = paths.eval_dir(cfg.run_id, results_root)
+    dataset = build_dataset(cfg, split, train=False)
+    meta = dataset.meta
+    classes = list(meta["classes"])
+    num_classes = len(classes)
+
+    def _loader(data) -> DataLoader:
+        return DataLoader(
+            data,
+            batch_size=max(1, cfg.train.batch_size),
+            shuffle=False,
+            num_workers=cfg.data.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+
+    loader = _loader(dataset)
+    subsets = {
+        name: set(dataset.subset_ids(name))
+        for name in _subset_names(meta, split)
+    }
+    scales = tuple(cfg.eval.scales) if cfg.eval.multi_scale else (1.0,)
+    flip = cfg.eval.flip and cfg.eval.multi_scale
+    say = (lambda msg: None) if quiet else print
+    result: dict[str, Any] = {}
+    for suffix, path in plan:
+        if suffix and path.resolve() == plan[0][1].resolve():
+            continue
+        model, state = modelio.load_trained(path, device=device)
+        if state["classes"] != classes:
+            raise EvaluationError(
+                f"{path}: trained for classes {state['classes']}, but {split} of "
+                f"{cfg.data.dataset} has {classes}"
+            )
+        if state.get("config_hash") and state["config_hash"] != cfg.hash() and checkpoint is None:
+            raise EvaluationError(
+                f"{path}: belongs to another configuration (hash {state['config_hash']} != "
+                f"{cfg.hash()}); retrain, or pass --checkpoint explicitly"
+            )
+        info = {"path": str(path), "sha256": sha256_file(path), "kind": state.get("kind"),
+                "epoch": state.get("epoch")}
+        desc = None if quiet else f"{split} ({path.name})"
+        primary = suffix == ""
+        saved: list[str] = []
+
+        def keep_predictions(ids, preds, saved=saved):
+            for sample_id, pred in zip(ids, preds):
+                if len(saved) < cfg.eval.save_predictions:
+                    save_palette_png(pred, state["palette"], out_dir / "pred" / f"{sample_id}.png")
+                    saved.append(sample_id)
+
+        scores = score_loader(
+            model, loader, num_classes=num_classes, device=device, dtype=dtype, scales=scales,
+            flip=flip, subsets=subsets if primary else None,
+            on_prediction=keep_predictions if primary and cfg.eval.save_predictions else None,
+            desc=desc,
+        )
+        result[f"{split}{suffix}"] = scores.pop("all")
+        say(f"{path}: {split}{suffix} mIoU {result[f'{split}{suffix}']['miou']:.4f}")
+        if not primary:
+            result[f"checkpoint{suffix}"] = info
+            continue
+        result["checkpoint"] = info
+        if scores:
+            result["subsets"] = scores
+        if cfg.eval.modality_robustness:
+            result["robustness"] = {
+                f"{modality}_blanked": score_loader(
+                    model, _loader(build_dataset(cfg, split, train=False, blank=modality)),
+                    num_classes=num_classes, device=device, dtype=dtype, scales=scales, flip=flip,
+                    desc=None if quiet else f"{split}, {modality} blanked",
+                )["all"]
+                for modality in ("thermal", "rgb")
+            }
+        if cfg.eval.tsne_pixels > 0:
+            features = sample_features(
+                model, loader, num_classes=num_classes, pixels=cfg.eval.tsne_pixels,
+                device=device, dtype=dtype, seed=cfg.train.seed,
+            )
+            out_dir.mkdir(parents=True, exist_ok=True)
+            np.savez(out_dir / "features.npz", classes=np.array(classes), **features)
+        result["params"] = modelio.count_parameters(model)
+        result["train_time_s"] = state.get("train_time_s")
+        mlflow_run = state.get("mlflow_run_id")
+        del model
+
+    metrics = {
+        "run_id": cfg.run_id,
+        "run": cfg.run,
+        "dataset": cfg.dataset,
+        "source": cfg.data.dataset,
+        "preset": cfg.preset,
+        "synthetic": bool(meta.get("synthetic", cfg.synthetic)),
+        "config_hash": cfg.hash(),
+        "split": split,
+        "checkpoint": result.pop("checkpoint"),
+        "classes": classes,
+        **{k: v for k, v in result.items() if k.startswith(split)},
+        "subsets": result.get("subsets", {}),
+        "robustness": result.get("robustness", {}),
+        "params": result["params"],
+        "train_time_s": result["train_time_s"],
+        "eval_time_s": time.perf_counter() - started,
+        "eval_protocol": {
+            "multi_scale": cfg.eval.multi_scale,
+            "scales": list(scales),
+            "flip": flip,
+            "blanking": "raw image set to 0 before normalisation",
+            "selection": "authors' best-on-test" if f"{split}_best" in result else None,
+        },
+        "provenance": provenance(device),
+    }
+    if "checkpoint_best" in result:
+        metrics["checkpoint_best"] = result["checkpoint_best"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    tracker = tracking.start_run(cfg, stage="evaluate", resume_run_id=mlflow_run, log_config=False)
+    flat = {f"{split}_{k}": metrics[split][k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+    if f"{split}_best" in metrics:
+        flat.update({f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")})
+    for name, scores in {**metrics["subsets"], **metrics["robustness"]}.items():
+        flat[f"{split}_{name}_miou"] = scores["miou"]
+    tracker.log_metrics(flat)
+    tracker.log_artifact(out_dir / "metrics.json", "eval")
+    tracker.set_tags({"eval_checkpoint": metrics["checkpoint"]["path"]})
+    tracker.end()
+    return metrics
+
+
+def _subset_names(meta: dict[str, Any], split: str) -> list[str]:
+    """Subsets recorded for this split in meta.json (MFNet: day, night of test)."""
+    prefix = f"{split}_"
+    return sorted(k[len(prefix) :] for k in meta.get("subsets", {}) if k.startswith(prefix))

@@ -1,0 +1,457 @@
+"""The training loop: one plain function, `train(cfg) -> metrics`.
+
+Per iteration: poly LR with linear warm-up, forward under bf16 autocast on GPUs (fp32 on CPUs),
+the model's own losses, optional gradient clipping, AdamW. Per epoch: validation (every
+`val_every` epochs), the F8 similarity matrices at `similarity_epochs`, an atomic `last.pt` (and
+`best.pt` when the selection metric improved), a row of `history.csv`, one MLflow `log_batch`.
+
+Model selection (method.md section 5): with a validation split (MFNet) `best.pt` is selected on
+val; without one (PST900, FMB) the epoch evaluation runs on test, so `best.pt` is the authors'
+best-on-test protocol and `last.pt` stays the primary result.
+
+Resuming: `last.pt` holds everything needed to continue exactly (trainable model state and
+buffers, optimiser, step, best metric, history, the RNG states of python/numpy/torch/CUDA and the
+data-loader generator). It is picked up automatically when its config hash matches; a different
+configuration refuses to resume and names the keys that differ.
+
+Multi-GPU: under `torchrun --nproc_per_node N` the model is wrapped in DistributedDataParallel
+(NCCL on GPUs, gloo on CPUs). `train.batch_size` is the GLOBAL batch (each rank takes
+batch_size / N), and every process uses the same DistributedSampler permutation, so one step sees
+the same samples as a single-process step. Differences that remain, by design: BatchNorm
+statistics, OHEM pixel selection and the class prototypes (L_cr, L_se) are computed per rank on
+the rank's share of the batch; DDP broadcasts rank 0's buffers (BatchNorm running stats, EMA
+prototypes) at each forward. Only rank 0 writes files and MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from sartm import paths
+from sartm.config import Config, save_config
+from sartm.engine import checkpointing as ck
+from sartm.engine import modelio, runtime
+from sartm.engine.evaluate import score_loader
+from sartm.engine.optim import build_optimizer, lr_factor, set_lr
+from sartm.engine.provenance import git_state, manifest_hash
+
+CHECKPOINT_KEYS = ("format", "epoch", "step", "model", "optimizer", "rng", "config", "config_hash")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot start or continue; the message says why and what was kept."""
+
+
+@dataclass
+class Progress:
+    """What the loop carries from epoch to epoch (and across a resume)."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed iterations
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    mlflow_run_id: str | None = None
+
+
+def _collate_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    rgb = batch["rgb"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    thermal = batch["thermal"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    return rgb, thermal, batch["label"].to(device, non_blocking=True)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Numpy/python in a worker follow torch's per-worker seed (itself drawn from the generator)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+
+
+def _selection_split(meta: dict[str, Any]) -> str:
+    return "val" if meta.get("splits", {}).get("val") else "test"
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None for a fresh start (see the module docstring)."""
+    if resume is False or not last.is_file():
+        if resume is True:
+            raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
+        return None
+    state = ck.load_checkpoint(last, required=CHECKPOINT_KEYS)
+    if state["config_hash"] != cfg.hash():
+        diff = ck.config_differences(state.get("training_identity", {}), cfg.training_identity())
+        raise TrainingError(
+            f"{last}: was trained with another configuration (hash {state['config_hash']} != "
+            f"{cfg.hash()}); differing keys:\n  "
+            + "\n  ".join(diff or ["(not recorded)"])
+            + "\nStart over with --no-resume, or choose another run name."
+        )
+    return state
+
+
+def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path) -> Path:
+    """F8: text and visual class-similarity matrices on the first evaluation batch."""
+    batch = next(iter(loader))
+    rgb, thermal, label = _collate_device(batch, device, False)
+    model.eval()
+    with torch.no_grad(), runtime.autocast(device, dtype):
+        outputs = model(rgb, thermal)
+    visual, text, present = model.similarity_matrices(outputs, label)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"epoch_{epoch}.npz"
+    names = np.array([classes[i] for i in present])
+    arrays = {"visual": visual, "class_ids": np.asarray(present), "class_names": names}
+    if text is not None:
+        arrays["text"] = text
+    np.savez(path, epoch=epoch, **arrays)
+    return path
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool | None = None,
+    evaluate_after: bool = False,
+    quiet: bool = False,
+    results_root: Path = paths.RESULTS,
+    text_cache: Path | None = None,
+) -> dict[str, Any]:
+    """Train the run `cfg.run_id`; returns the final training metrics (train_metrics.json).
+
+    resume: None continues from `last.pt` when it exists with the same config hash; True
+    requires it; False starts over. evaluate_after: evaluate the final checkpoint(s) in this
+    process afterwards (their metrics are returned under "evaluation").
+    """
+    from sartm import tracking
+    from sartm.data.dataset import build_dataset
+    from sartm.losses import NonFiniteLossError
+
+    info, device = runtime.init_distributed(cfg.train.device)
+    out_dir = paths.train_dir(cfg.run_id, results_root)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    log = (lambda msg: None) if not info.is_main else (lambda msg: tqdm.write(msg))
+    try:
+        state = _resume_state(cfg, last_path, resume)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ck.remove_stale_temp_files(out_dir)
+            save_config(cfg, out_dir / "config.yaml")
+
+        # --- data --------------------------------------------------------------------------
+        train_set = build_dataset(cfg, "train", train=True)
+        meta = train_set.meta
+        classes, num_classes = list(meta["classes"]), len(meta["classes"])
+        select_split = _selection_split(meta)
+        eval_set = build_dataset(cfg, select_split, train=False)
+        if cfg.train.batch_size % info.world_size:
+            raise TrainingError(
+                f"train.batch_size {cfg.train.batch_size} is the global batch and must be "
+                f"divisible by the number of processes ({info.world_size})"
+            )
+        per_rank = cfg.train.batch_size // info.world_size
+        if len(train_set) < cfg.train.batch_size:
+            raise TrainingError(
+                f"the training split has {len(train_set)} samples, fewer than one batch "
+                f"({cfg.train.batch_size}); lower train.batch_size"
+            )
+        sampler = DistributedSampler(
+            train_set,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=cfg.train.seed,
+            drop_last=True,
+        )
+        generator = torch.Generator().manual_seed(cfg.train.seed + info.rank)
+        loader_kw = {
+            "num_workers": cfg.data.num_workers,
+            "pin_memory": device.type == "cuda",
+            "worker_init_fn": _seed_worker,
+        }
+        train_loader = DataLoader(
+            train_set,
+            batch_size=per_rank,
+            sampler=sampler,
+            drop_last=True,
+            generator=generator,
+            **loader_kw,
+        )
+        # Each rank scores its own stride of the evaluation split; the confusion matrices add up.
+        eval_shard = Subset(eval_set, range(info.rank, len(eval_set), info.world_size))
+        eval_loader = DataLoader(eval_shard, batch_size=per_rank, shuffle=False, **loader_kw)
+        iters = len(train_loader)
+        total_steps = iters * cfg.train.epochs
+
+        # --- model, optimiser --------------------------------------------------------------
+        text = modelio.text_embeddings_for(cfg, classes, text_cache)
+        model, base = modelio.build(cfg, num_classes, text, quiet=quiet or not info.is_main)
+        model.to(device)
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(
+            model,
+            lr=cfg.train.lr,
+            weight_decay=cfg.train.weight_decay,
+            fused=device.type == "cuda" and cfg.train.fused_adamw,
+        )
+        progress = Progress()
+        if state is not None:
+            if state["base"]["fingerprint"] != base.fingerprint:
+                raise TrainingError(
+                    f"{last_path}: the frozen SAM2 weights differ from the ones the run started "
+                    "with; cannot resume"
+                )
+            model.load_trainable_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            progress = Progress(
+                epoch=state["epoch"],
+                step=state["step"],
+                best_metric=state["best"]["metric"],
+                best_epoch=state["best"]["epoch"],
+                history=list(state["history"]),
+                train_time_s=state["train_time_s"],
+                mlflow_run_id=state.get("mlflow_run_id"),
+            )
+            generator.set_state(state["loader_generator"][info.rank])
+            ck.set_rng_state(state["rng"][info.rank])
+            log(f"resuming {cfg.run_id} from {last_path} after epoch {progress.epoch}")
+        else:
+            ck.seed_everything(cfg.train.seed + info.rank)  # augmentation differs per rank
+        params = modelio.count_parameters(model)
+        dtype = runtime.amp_dtype(cfg.train.precision, device)
+        raw_model = model
+        if info.enabled:
+            model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.train.compile:
+            model = torch.compile(model)
+
+        # --- tracking ----------------------------------------------------------------------
+        tracker: Any = tracking.NullTracker()
+        if info.is_main:
+            data_root = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
+            tracker = tracking.start_run(
+                cfg,
+                stage="train",
+                resume_run_id=progress.mlflow_run_id,
+                tags={
+                    **{k: str(v) for k, v in git_state().items()},
+                    "data_manifest_sha256": manifest_hash(data_root),
+                    "checkpoint": str(last_path),
+                    "base_checkpoint": base.path or "none (random weights)",
+                    "selection_split": select_split,
+                    "world_size": info.world_size,
+                },
+            )
+            progress.mlflow_run_id = tracker.run_id
+            tracker.log_artifact(out_dir / "config.yaml")
+
+        def checkpoint(kind: str) -> dict[str, Any]:
+            return {
+                "format": modelio.TRAIN_FORMAT,
+                "kind": kind,
+                "epoch": progress.epoch,
+                "step": progress.step,
+                "model": raw_model.trainable_state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "best": {
+                    "metric": progress.best_metric,
+                    "epoch": progress.best_epoch,
+                    "split": select_split,
+                },
+                "history": progress.history,
+                "train_time_s": progress.train_time_s,
+                "rng": rng_states,
+                "loader_generator": generator_states,
+                "config": cfg.to_dict(),
+                "config_hash": cfg.hash(),
+                "training_identity": cfg.training_identity(),
+                "base": base.as_dict(),
+                "classes": classes,
+                "palette": meta["palette"],
+                "ignore_index": meta.get("ignore_index", 255),
+                "normalisation": dataclasses.asdict(train_set.transform.normalisation),
+                "text_embeddings": text,
+                "mlflow_run_id": progress.mlflow_run_id,
+                "world_size": info.world_size,
+                "params": params,
+            }
+
+        # --- the loop ----------------------------------------------------------------------
+        log(
+            f"{cfg.run_id}: {len(train_set)} train / {len(eval_set)} {select_split} samples, "
+            f"{iters} iterations x {cfg.train.epochs} epochs, {params['trainable']:,} trainable "
+            f"of {params['total']:,} parameters, {device}, "
+            f"{'bf16' if dtype else 'fp32'}, {info.world_size} process(es)"
+        )
+        warmup_steps = cfg.train.warmup_epochs * iters
+        for epoch in range(progress.epoch, cfg.train.epochs):
+            started = time.perf_counter()
+            sampler.set_epoch(epoch)
+            model.train()
+            sums: dict[str, float] = {}
+            images = 0
+            bar = tqdm(
+                train_loader,
+                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                disable=quiet or not info.is_main,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            for batch in bar:
+                lr = cfg.train.lr * lr_factor(
+                    progress.step,
+                    total_steps=total_steps,
+                    warmup_steps=warmup_steps,
+                    warmup_ratio=cfg.train.warmup_ratio,
+                    power=cfg.train.poly_power,
+                )
+                set_lr(optimizer, lr)
+                rgb, thermal, label = _collate_device(batch, device, cfg.train.channels_last)
+                try:
+                    with runtime.autocast(device, dtype):
+                        outputs = model(rgb, thermal)
+                        loss, terms = raw_model.compute_loss(outputs, label)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError("total", float(loss))
+                except NonFiniteLossError as exc:
+                    kept = f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
+                    raise TrainingError(
+                        f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
+                        f"loss term {exc.term!r} is {exc.value}; last good checkpoint: {kept}"
+                    ) from exc
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.train.grad_clip)
+                optimizer.step()
+                progress.step += 1
+                images += rgb.shape[0] * info.world_size
+                sums["loss"] = sums.get("loss", 0.0) + float(loss)
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+                rate = images / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+            bar.close()
+            progress.epoch = epoch + 1
+            seconds = time.perf_counter() - started
+            progress.train_time_s += seconds
+            row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
+            row.update({f"train_{k}": v / iters for k, v in sums.items()})
+            row["images_per_s"] = images / max(seconds, 1e-9)
+
+            # Validation (selection split), every val_every epochs and after the last one.
+            is_last = progress.epoch == cfg.train.epochs
+            improved = False
+            if progress.epoch % cfg.train.val_every == 0 or is_last:
+                scores = score_loader(
+                    raw_model, eval_loader, num_classes=num_classes, device=device, dtype=dtype
+                )["all"]
+                row.update({f"{select_split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")})
+                if scores["miou"] > progress.best_metric:
+                    progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
+                    improved = True
+            row["epoch_time_s"] = time.perf_counter() - started
+            progress.history.append(row)
+
+            # Every rank's RNG and generator state, so each rank resumes exactly.
+            rng_states = _gather([ck.rng_state()], info)
+            generator_states = _gather([generator.get_state()], info)
+            if info.is_main:
+                sim_path = None
+                if progress.epoch in cfg.train.similarity_epochs:
+                    sim_path = _similarity(
+                        raw_model, eval_loader, classes, device, dtype, progress.epoch,
+                        out_dir / "similarity",
+                    )
+                ck.atomic_save(checkpoint("last"), last_path)
+                if improved:
+                    ck.atomic_save(checkpoint("best"), best_path)
+                _write_history(out_dir / "history.csv", progress.history)
+                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch)
+                if sim_path is not None:
+                    tracker.log_artifact(sim_path, "similarity")
+                log(
+                    f"epoch {progress.epoch}/{cfg.train.epochs} "
+                    + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+                )
+            runtime.barrier()
+
+        # --- the end -----------------------------------------------------------------------
+        result = {
+            "run_id": cfg.run_id,
+            "config_hash": cfg.hash(),
+            "epochs": progress.epoch,
+            "steps": progress.step,
+            "selection_split": select_split,
+            "best_epoch": progress.best_epoch,
+            "best_miou": progress.best_metric if progress.best_epoch else None,
+            "final": progress.history[-1] if progress.history else {},
+            "train_time_s": progress.train_time_s,
+            "params": params,
+            "world_size": info.world_size,
+            "checkpoints": {"last": str(last_path), "best": str(best_path)},
+        }
+        if info.is_main:
+            _write_json(out_dir / "train_metrics.json", result)
+            tracker.log_artifact(out_dir / "history.csv")
+            tracker.log_artifact(out_dir / "train_metrics.json")
+            tracker.end("FINISHED")
+    except BaseException:
+        if info.is_main and "tracker" in locals():
+            with contextlib.suppress(Exception):
+                tracker.end("FAILED")
+        runtime.shutdown_distributed()
+        raise
+    runtime.shutdown_distributed()
+    if evaluate_after and info.is_main:
+        from sartm.engine.evaluate import evaluate
+
+        result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
+    return result
+
+
+def _gather(items: list[Any], info: runtime.Dist) -> list[Any]:
+    """A list with one entry per rank (rank order); plain list outside torch.distributed."""
+    if not info.enabled:
+        return items
+    out: list[Any] = [None] * info.world_size
+    torch.distributed.all_gather_object(out, items[0])
+    return out

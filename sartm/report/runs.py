@@ -1,0 +1,119 @@
+"""Which training jobs each table and figure reads: experiments.yaml resolved against params.yaml.
+
+A table names logical runs (`pst900/no-language`, a run of params.yaml's run list); the pipeline
+trains one job per distinct canonical configuration and seed. `job_map` turns logical runs into
+those jobs' run ids (one per seed), which is all the report code needs to find
+`results/eval/<run_id>/metrics.json`. The Snakefile (workflow/rules/common.smk) reads the same
+experiments.yaml with the same rules; a test checks that both agree.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sartm import config as cfgmod
+
+EXPERIMENTS_FILE = Path(__file__).resolve().parent.parent / "resources" / "experiments.yaml"
+ALL = "all"
+
+
+class ReportError(RuntimeError):
+    """A table or figure cannot be built; the message names the file or setting at fault."""
+
+
+@cache
+def experiments() -> dict[str, Any]:
+    return yaml.safe_load(EXPERIMENTS_FILE.read_text())
+
+
+def item_spec(name: str) -> tuple[str, dict[str, Any]]:
+    """("tables" | "figures", spec) of a table or figure name."""
+    spec = experiments()
+    for group in ("tables", "figures"):
+        if name in spec[group]:
+            return group, spec[group][name]
+    known = [*spec["tables"], *spec["figures"]]
+    raise ReportError(f"{EXPERIMENTS_FILE}: no table or figure {name!r}; known: {', '.join(known)}")
+
+
+def table_names() -> list[str]:
+    return list(experiments()["tables"])
+
+
+def figure_names() -> list[str]:
+    return list(experiments()["figures"])
+
+
+def leaves(tree: Any) -> list[str]:
+    """Every string leaf of a nested `runs:` mapping, in order, without repeats."""
+    if isinstance(tree, str):
+        return [tree]
+    out: list[str] = []
+    for value in tree.values() if isinstance(tree, dict) else ():
+        out.extend(leaves(value))
+    return list(dict.fromkeys(out))
+
+
+def runs_tree(name: str) -> Any:
+    """The `runs:` of a table or figure (a curves figure reads the runs of its table)."""
+    _, spec = item_spec(name)
+    if "table" in spec:
+        return item_spec(spec["table"])[1]["runs"]
+    return spec["runs"]
+
+
+def logical_runs(name: str, params: dict[str, Any], preset: str | None = None) -> list[str]:
+    """The `dataset/run` names an item reads (`all`: the seed-0 id of every training job)."""
+    tree = runs_tree(name)
+    if tree == ALL:
+        return [c.run_id for c in cfgmod.pipeline_runs(params, preset) if c.seed_index == 0]
+    return leaves(tree)
+
+
+def job_map(
+    names: list[str], params: dict[str, Any], preset: str | None = None
+) -> dict[str, list[str]]:
+    """Logical run -> the run ids of the training jobs that serve it, one per seed."""
+    seeds = params.get("seeds", [params["train"]["seed"]])
+    aliases = [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(len(seeds))]
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if name not in aliases[0]:
+            raise ReportError(
+                f"{EXPERIMENTS_FILE}: {name!r} is not a run of params.yaml's run list "
+                "(runs: <name>: {datasets: [...]})"
+            )
+        out[name] = list(dict.fromkeys(a[name] for a in aliases))
+    return out
+
+
+def item_jobs(
+    name: str, params: dict[str, Any], preset: str | None = None
+) -> dict[str, list[str]]:
+    """Logical run -> job run ids, for everything one table or figure reads."""
+    return job_map(logical_runs(name, params, preset), params, preset)
+
+
+def parse_run_options(items: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """`--run LOGICAL[=RUN_ID]` options (repeatable; one per seed) -> {logical: [run ids]}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        logical, _, run_id = item.partition("=")
+        logical, run_id = logical.strip(), (run_id or logical).strip()
+        if logical.count("/") != 1 or not run_id.startswith(logical.split("/")[0] + "/"):
+            raise ReportError(f"--run {item}: expected DATASET/RUN or DATASET/RUN=RUN_ID")
+        out.setdefault(logical, []).append(run_id)
+    return out
+
+
+def format_run_options(mapping: dict[str, list[str]]) -> list[str]:
+    """The inverse of `parse_run_options`: ["--run", "pst900/full", ...] (short when no alias)."""
+    out: list[str] = []
+    for logical, run_ids in mapping.items():
+        for run_id in run_ids:
+            out += ["--run", logical if run_id == logical else f"{logical}={run_id}"]
+    return out
