@@ -149,25 +149,43 @@ class Verification:
         return self.status in ("mismatch", "changed")
 
 
-def _judge(e: WeightsEntry, path: Path, actual: str, recorded: str | None) -> Verification:
+def judge(e: WeightsEntry, path: Path, actual: str, recorded: str | None) -> Verification:
+    """What a file's SHA-256 means, given the entry's expected hash and the one recorded."""
     if recorded is not None and recorded != actual:
-        return Verification(path, actual, "changed",
-                            f"{path}: SHA-256 {actual} differs from the {recorded} recorded at "
-                            "download: the file changed; download it again")
+        return Verification(
+            path,
+            actual,
+            "changed",
+            f"{path}: SHA-256 {actual} differs from the {recorded} recorded at "
+            "download: the file changed; download it again",
+        )
     if e.sha256 is None:
         if recorded is None:
-            return Verification(path, actual, "unverified",
-                                f"{path}: no published or recorded hash; SHA-256 is {actual}")
-        return Verification(path, actual, "recorded",
-                            f"{path}: matches the SHA-256 recorded at download ({actual})")
+            return Verification(
+                path,
+                actual,
+                "unverified",
+                f"{path}: no published or recorded hash; SHA-256 is {actual}",
+            )
+        return Verification(
+            path, actual, "recorded", f"{path}: matches the SHA-256 recorded at download ({actual})"
+        )
     if e.sha256 == actual:
         return Verification(path, actual, "ok", f"{path}: SHA-256 matches ({e.sha256_source})")
     if e.sha256_source != MIRROR:  # a publisher's own hash: a mismatch is a corrupt file
-        return Verification(path, actual, "mismatch",
-                            f"{path}: SHA-256 {actual} differs from the published {e.sha256}")
-    return Verification(path, actual, "mirror-mismatch",
-                        f"{path}: SHA-256 {actual} differs from the {e.sha256_source}'s {e.sha256}"
-                        " (Meta publishes no hash, so this is only a warning)")
+        return Verification(
+            path,
+            actual,
+            "mismatch",
+            f"{path}: SHA-256 {actual} differs from the published {e.sha256}",
+        )
+    return Verification(
+        path,
+        actual,
+        "mirror-mismatch",
+        f"{path}: SHA-256 {actual} differs from the {e.sha256_source}'s {e.sha256}"
+        " (Meta publishes no hash, so this is only a warning)",
+    )
 
 
 def verify(name: str, *, directory: Path | None = None) -> Verification:
@@ -176,7 +194,7 @@ def verify(name: str, *, directory: Path | None = None) -> Verification:
     path = (directory or weights_dir()) / e.filename
     if not path.is_file():
         raise WeightsError(f"{path}: not downloaded (`sartm weights download {e.name}`)")
-    result = _judge(e, path, sha256_of(path), recorded_sha256(path))
+    result = judge(e, path, sha256_of(path), recorded_sha256(path))
     if result.status == "mirror-mismatch":
         warnings.warn(result.message, HashMismatchWarning, stacklevel=2)
     return result
@@ -211,7 +229,7 @@ def download(
         part = dest.with_name(dest.name + ".part")
         try:
             actual = _stream(e.url, part, progress=progress)
-            result = _judge(e, dest, actual, None)
+            result = judge(e, dest, actual, None)
             if result.failed:
                 raise WeightsError(result.message)
             if result.status == "mirror-mismatch":
@@ -232,10 +250,16 @@ def _stream(url: str, part: Path, *, progress: bool) -> str:
         with urlopen(url, timeout=60) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
-            with open(part, "wb") as f, tqdm(
-                total=total, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
-                disable=not progress,
-            ) as bar:
+            with (
+                open(part, "wb") as f,
+                tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=part.name.removesuffix(".part"),
+                    disable=not progress,
+                ) as bar,
+            ):
                 while chunk := response.read(CHUNK):
                     f.write(chunk)
                     digest.update(chunk)

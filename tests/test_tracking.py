@@ -97,7 +97,9 @@ WORKER = textwrap.dedent(
 @pytest.mark.slow
 def test_eight_concurrent_processes_on_a_fresh_store(tmp_path):
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(i)], stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path), str(i)], stderr=subprocess.PIPE
+        )
         for i in range(8)
     ]
     errors = [p.communicate(timeout=240)[1].decode() for p in procs]

@@ -7,7 +7,11 @@ import click
 from sartm import __version__
 from sartm.cli.data import data
 from sartm.cli.embed import embed
+from sartm.cli.evaluate import evaluate
+from sartm.cli.model import model
+from sartm.cli.predict import export, predict
 from sartm.cli.tracking import tracking
+from sartm.cli.train import train
 from sartm.cli.weights import weights
 
 
@@ -20,7 +24,12 @@ def cli() -> None:
 cli.add_command(data)
 cli.add_command(embed)
 cli.add_command(tracking)
+cli.add_command(train)
+cli.add_command(evaluate)
+cli.add_command(predict)
+cli.add_command(export)
 cli.add_command(weights)
+cli.add_command(model)
 
 
 def main() -> None:

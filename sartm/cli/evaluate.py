@@ -11,8 +11,12 @@ from sartm.cli.common import config_options
 
 @click.command("evaluate")
 @config_options(with_run=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="A checkpoint file instead of the run's own (eval.checkpoint chooses those).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A checkpoint file instead of the run's own (eval.checkpoint chooses those).",
+)
 @click.option("--split", default="test", help="Split to score (test; val where one exists).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
@@ -33,5 +37,7 @@ def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
         f"mF1 {scores['mf1']:.4f}  pixel acc {scores['pixel_acc']:.4f}"
     )
     if f"{split}_best" in metrics:
-        click.echo(f"{cfg.run_id} {split} (best-on-test, the authors' protocol): "
-                   f"mIoU {metrics[f'{split}_best']['miou']:.4f}")
+        click.echo(
+            f"{cfg.run_id} {split} (best-on-test, the authors' protocol): "
+            f"mIoU {metrics[f'{split}_best']['miou']:.4f}"
+        )

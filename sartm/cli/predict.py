@@ -18,16 +18,25 @@ def _errors():
 
 
 @click.command("predict")
-@click.option("--checkpoint", type=_PATH, required=True,
-              help="A training checkpoint (last.pt / best.pt) or an exported model file.")
+@click.option(
+    "--checkpoint",
+    type=_PATH,
+    required=True,
+    help="A training checkpoint (last.pt / best.pt) or an exported model file.",
+)
 @click.option("--rgb", type=_PATH, required=True, help="RGB image, or a folder of them.")
-@click.option("--thermal", type=_PATH, required=True,
-              help="Thermal image, or a folder (pairs matched by file name).")
+@click.option(
+    "--thermal",
+    type=_PATH,
+    required=True,
+    help="Thermal image, or a folder (pairs matched by file name).",
+)
 @click.option("--out", type=_PATH, required=True, help="Mask PNG (palette), or a folder.")
 @click.option("--overlay", type=_PATH, default=None, help="Also write RGB + mask overlays here.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-def predict(checkpoint: Path, rgb: Path, thermal: Path, out: Path, overlay: Path | None,
-            device: str) -> None:
+def predict(
+    checkpoint: Path, rgb: Path, thermal: Path, out: Path, overlay: Path | None, device: str
+) -> None:
     """Segment RGB-thermal pairs; writes palette PNGs (pixel values are class ids)."""
     from sartm.engine.predict import predict_paths
 
@@ -50,4 +59,6 @@ def export(checkpoint: Path, out: Path) -> None:
         info = run_export(checkpoint, out)
     except _errors() as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{info['path']}: {info['parameters']['total']:,} parameters, sha256 {info['sha256']}")
+    click.echo(
+        f"{info['path']}: {info['parameters']['total']:,} parameters, sha256 {info['sha256']}"
+    )

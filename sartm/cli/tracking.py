@@ -38,8 +38,19 @@ def ui(cfg, port: int) -> None:
     from sartm import tracking as trk
 
     trk.init_store(cfg)
-    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", trk.tracking_uri(cfg),
-               "--default-artifact-root", trk.artifact_location(cfg)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        trk.tracking_uri(cfg),
+        "--default-artifact-root",
+        trk.artifact_location(cfg),
+    ]
     click.echo(" ".join(command))
     raise SystemExit(subprocess.call(command))

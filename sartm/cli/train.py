@@ -11,11 +11,18 @@ from sartm.cli.common import config_options
 
 @click.command("train")
 @config_options(with_run=True)
-@click.option("--resume/--no-resume", default=None,
-              help="Continue from last.pt (default: automatically when its config hash matches); "
-                   "--no-resume starts over.")
-@click.option("--evaluate", "evaluate_after", is_flag=True,
-              help="Evaluate the final checkpoint(s) in the same process afterwards.")
+@click.option(
+    "--resume/--no-resume",
+    default=None,
+    help="Continue from last.pt (default: automatically when its config hash matches); "
+    "--no-resume starts over.",
+)
+@click.option(
+    "--evaluate",
+    "evaluate_after",
+    is_flag=True,
+    help="Evaluate the final checkpoint(s) in the same process afterwards.",
+)
 @click.option("--quiet", is_flag=True, help="One log line per epoch instead of progress bars.")
 def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
     """Train a run; writes results/train/<dataset>/<run>/ (checkpoints, history, config)."""
@@ -28,7 +35,13 @@ def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
 
     try:
         result = run_training(cfg, resume=resume, evaluate_after=evaluate_after, quiet=quiet)
-    except (TrainingError, TrainingCheckpointError, ModelLoadError, EvaluationError, DataError) as exc:
+    except (
+        TrainingError,
+        TrainingCheckpointError,
+        ModelLoadError,
+        EvaluationError,
+        DataError,
+    ) as exc:
         raise click.ClickException(str(exc)) from exc
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return

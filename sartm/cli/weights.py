@@ -42,7 +42,9 @@ def list_cmd(directory: Path | None) -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None, help=DIR_HELP)
 @click.option("--force", is_flag=True, help="Download again even if the file is there.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def download_cmd(names: tuple[str, ...], directory: Path | None, force: bool, progress: bool) -> None:
+def download_cmd(
+    names: tuple[str, ...], directory: Path | None, force: bool, progress: bool
+) -> None:
     """Fetch checkpoints by name (`sam2_hiera_base_plus`) or backbone (`sam2_hiera_b+`)."""
     from sartm.weights import WeightsError, download
 

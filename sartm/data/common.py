@@ -108,11 +108,14 @@ def check_sample(
 ) -> None:
     """Validate one decoded sample; errors name the source file (origin: modality -> path)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise DataError(f"{origin.get('rgb', sample_id)}: RGB must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+        where = origin.get("rgb", sample_id)
+        raise DataError(f"{where}: RGB must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
     if thermal.ndim != 2 or thermal.dtype != np.uint8:
-        raise DataError(f"{origin.get('thermal', sample_id)}: thermal must be HxW uint8, got {thermal.shape} {thermal.dtype}")
+        where = origin.get("thermal", sample_id)
+        raise DataError(f"{where}: thermal must be HxW uint8, got {thermal.shape} {thermal.dtype}")
     if label.ndim != 2 or label.dtype != np.uint8:
-        raise DataError(f"{origin.get('label', sample_id)}: label must be HxW uint8, got {label.shape} {label.dtype}")
+        where = origin.get("label", sample_id)
+        raise DataError(f"{where}: label must be HxW uint8, got {label.shape} {label.dtype}")
     sizes = {"rgb": rgb.shape[:2], "thermal": thermal.shape, "label": label.shape}
     if len(set(sizes.values())) != 1:
         detail = ", ".join(f"{m} {origin.get(m, '?')} is {s[1]}x{s[0]}" for m, s in sizes.items())

@@ -46,7 +46,7 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nda
     """Smooth random field in [0, 1] (a `cells`-wide grid upsampled bicubically): texture."""
     gh = max(2, round(cells * h / w))
     grid = rng.random((gh, cells), dtype=np.float32)
-    field = np.asarray(Image.fromarray(grid, mode="F").resize((w, h), Image.Resampling.BICUBIC))
+    field = np.asarray(Image.fromarray(grid).resize((w, h), Image.Resampling.BICUBIC))
     return np.clip(field, 0.0, 1.0)
 
 
@@ -56,7 +56,7 @@ def _box(box: tuple[float, float, float, float]) -> tuple[float, float, float, f
 
 
 class Canvas:
-    """One scene being drawn: daylight RGB albedo, apparent temperature and labels (float)."""
+    """One scene being drawn: daylight RGB albedo and apparent temperature (float), labels."""
 
     def __init__(self, rng: np.random.Generator, w: int, h: int) -> None:
         self.rng, self.w, self.h = rng, w, h
@@ -168,7 +168,7 @@ class Env:
 def person(
     c: Canvas, cls: int, x: float, y: float, s: float, env: Env, lying: bool = False
 ) -> None:
-    """Head, torso, legs; 40-60 grey levels hotter than the ground (skin hottest)."""
+    """Head, torso, legs; 60-110 grey levels hotter than the ground (skin hottest)."""
     rng, u = c.rng, env.unit * s
     hgt, wid = 1.7 * u, 0.45 * u
     warm = env.ground + rng.uniform(70, 95)
@@ -221,9 +221,9 @@ def _wheels(c: Canvas, cls: int, xs: list[float], y: float, r: float, temp: floa
     )
 
 
-def car(c: Canvas, cls: int, x: float, y: float, s: float, env: Env, scale: float = 1.0) -> None:
+def car(c: Canvas, cls: int, x: float, y: float, s: float, env: Env) -> None:
     """Body, cabin with cold glass, hot engine end and tyres, tail lights (emitters at night)."""
-    rng, u = c.rng, env.unit * s * scale
+    rng, u = c.rng, env.unit * s
     w, h = 1.8 * u, 1.45 * u
     front = 1 if rng.random() < 0.5 else -1
     body_t = env.ground + rng.uniform(5, 20)

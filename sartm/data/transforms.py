@@ -80,10 +80,16 @@ class Normalisation:
         self, rgb: torch.Tensor, thermal: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 RGB (3,H,W) and thermal (1,H,W) -> float (3,H,W) each, thermal replicated."""
-        rgb = F.normalize(rgb.float().div_(255.0), list(self.rgb_mean), list(self.rgb_std))
-        thermal = thermal.float().div_(255.0).expand(3, -1, -1)
-        thermal = F.normalize(thermal, list(self.thermal_mean), list(self.thermal_std))
-        return rgb, thermal
+        rgb = F.normalize(
+            rgb.float().div_(255.0), list(self.rgb_mean), list(self.rgb_std), inplace=True
+        )
+        thermal = thermal.float().div_(255.0)
+        if len(set(self.thermal_mean)) == 1 and len(set(self.thermal_std)) == 1:
+            # the usual case (one channel, replicated): normalise once, then copy
+            thermal = thermal.sub_(self.thermal_mean[0]).div_(self.thermal_std[0])
+            return rgb, thermal.expand(3, -1, -1).contiguous()
+        thermal = thermal.expand(3, -1, -1)
+        return rgb, F.normalize(thermal, list(self.thermal_mean), list(self.thermal_std))
 
 
 def _rand(generator: torch.Generator | None) -> float:
@@ -147,6 +153,11 @@ def _as_tensors(sample: dict[str, torch.Tensor]):
         raise TypeError("transforms expect uint8 RGB (3,H,W) and thermal (1,H,W) tensors")
     if thermal.ndim == 2:
         thermal = thermal[None]
+    if not rgb.shape[-2:] == thermal.shape[-2:] == label.shape[-2:]:
+        raise ValueError(
+            f"RGB, thermal and label sizes differ: {tuple(rgb.shape)}, {tuple(thermal.shape)}, "
+            f"{tuple(label.shape)}"
+        )
     return rgb, thermal, tv_tensors.Mask(label.reshape(1, *label.shape[-2:]))
 
 

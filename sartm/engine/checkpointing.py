@@ -64,7 +64,9 @@ def load_checkpoint(path: str | Path, *, required: tuple[str, ...] = ()) -> dict
         raise TrainingCheckpointError(f"{path}: expected a dict, found {type(state).__name__}")
     missing = [k for k in required if k not in state]
     if missing:
-        raise TrainingCheckpointError(f"{path}: not a complete sartm checkpoint (missing {missing})")
+        raise TrainingCheckpointError(
+            f"{path}: not a complete sartm checkpoint (missing {missing})"
+        )
     return state
 
 
@@ -81,7 +83,11 @@ def rng_state() -> dict[str, Any]:
     version, mt, gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
-        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "python": {
+            "version": version,
+            "state": torch.tensor(mt, dtype=torch.int64),
+            "gauss": gauss,
+        },
         "numpy": {
             "kind": np_kind,
             "keys": torch.from_numpy(np_keys.astype(np.int64)),
@@ -102,7 +108,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
     npy = state["numpy"]
     np.random.set_state(
-        (npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"])
+        (
+            npy["kind"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["gauss"],
+        )
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

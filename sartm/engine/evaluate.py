@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -182,14 +183,18 @@ def sample_features(
     return {"features": all_feats[chosen].numpy(), "labels": all_labels[chosen].numpy()}
 
 
-def _checkpoint_plan(cfg: Config, checkpoint: Path | None, results_root: Path) -> list[tuple[str, Path]]:
+def _checkpoint_plan(
+    cfg: Config, checkpoint: Path | None, results_root: Path
+) -> list[tuple[str, Path]]:
     """[(result key suffix, file)]: "" is the primary result, "_best" the authors' best-on-test."""
     if checkpoint is not None:
         return [("", Path(checkpoint))]
     folder = paths.train_dir(cfg.run_id, results_root)
     last, best = folder / "last.pt", folder / "best.pt"
     if not last.is_file():
-        raise EvaluationError(f"{last}: no checkpoint; train the run first (sartm train --run {cfg.run_id})")
+        raise EvaluationError(
+            f"{last}: no checkpoint; train the run first (sartm train --run {cfg.run_id})"
+        )
     choice = cfg.eval.checkpoint
     if choice == "last":
         return [("", last)]
@@ -203,6 +208,114 @@ def _checkpoint_plan(cfg: Config, checkpoint: Path | None, results_root: Path) -
     return [("", last)] + ([("_best", best)] if best.is_file() else [])
 
 
+class _Run:
+    """What every pass of one evaluation shares: settings, data, device."""
+
+    def __init__(self, cfg: Config, split: str, out_dir: Path, quiet: bool) -> None:
+        from sartm.data.dataset import build_dataset
+
+        self.cfg, self.split, self.out_dir, self.quiet = cfg, split, out_dir, quiet
+        self.device = runtime.resolve_device(cfg.train.device)
+        self.dtype = runtime.amp_dtype(cfg.train.precision, self.device)
+        self.dataset = build_dataset(cfg, split, train=False)
+        self.classes = list(self.dataset.meta["classes"])
+        self.loader = self.make_loader(self.dataset)
+        self.scales = tuple(cfg.eval.scales) if cfg.eval.multi_scale else (1.0,)
+        self.flip = cfg.eval.flip and cfg.eval.multi_scale
+
+    def make_loader(self, dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=max(1, self.cfg.train.batch_size),
+            shuffle=False,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def score(self, model, loader=None, *, desc: str, **kwargs) -> dict[str, dict[str, Any]]:
+        return score_loader(
+            model,
+            loader or self.loader,
+            num_classes=len(self.classes),
+            device=self.device,
+            dtype=self.dtype,
+            scales=self.scales,
+            flip=self.flip,
+            desc=None if self.quiet else desc,
+            **kwargs,
+        )
+
+    def load(self, path: Path, *, explicit: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
+        from sartm.engine import modelio
+
+        model, state = modelio.load_trained(path, device=self.device)
+        if list(state["classes"]) != self.classes:
+            raise EvaluationError(
+                f"{path}: trained for classes {state['classes']}, but {self.split} of "
+                f"{self.cfg.data.dataset} has {self.classes}"
+            )
+        if not explicit and state.get("config_hash") != self.cfg.hash():
+            raise EvaluationError(
+                f"{path}: belongs to another configuration (hash {state.get('config_hash')} != "
+                f"{self.cfg.hash()}); retrain, or pass --checkpoint explicitly"
+            )
+        return model, state
+
+    def primary_extras(self, model, state: dict[str, Any]) -> dict[str, Any]:
+        """Subsets and predictions (in the main pass), modality robustness, t-SNE features."""
+        from sartm.data.dataset import build_dataset
+
+        cfg, out = self.cfg, {}
+        subsets = {
+            n: set(self.dataset.subset_ids(n)) for n in _subset_names(self.dataset.meta, self.split)
+        }
+        saved: list[str] = []
+        shutil.rmtree(self.out_dir / "pred", ignore_errors=True)
+
+        def keep(ids: list[str], preds: list[np.ndarray]) -> None:
+            for sample_id, pred in zip(ids, preds):
+                if len(saved) < cfg.eval.save_predictions:
+                    save_palette_png(
+                        pred, state["palette"], self.out_dir / "pred" / f"{sample_id}.png"
+                    )
+                    saved.append(sample_id)
+
+        scores = self.score(
+            model, desc=f"{self.split} ({state.get('kind')})", subsets=subsets, on_prediction=keep
+        )
+        out[self.split] = scores.pop("all")
+        out["subsets"] = scores
+        out["robustness"] = {}
+        if cfg.eval.modality_robustness:
+            for modality in ("thermal", "rgb"):
+                blanked = build_dataset(cfg, self.split, train=False, blank=modality)
+                out["robustness"][f"{modality}_blanked"] = self.score(
+                    model, self.make_loader(blanked), desc=f"{self.split}, {modality} blanked"
+                )["all"]
+        if cfg.eval.tsne_pixels > 0:
+            features = sample_features(
+                model,
+                self.loader,
+                num_classes=len(self.classes),
+                pixels=cfg.eval.tsne_pixels,
+                device=self.device,
+                dtype=self.dtype,
+                seed=cfg.train.seed,
+            )
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            np.savez(self.out_dir / "features.npz", classes=np.array(self.classes), **features)
+        return out
+
+
+def _checkpoint_info(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "kind": state.get("kind"),
+        "epoch": state.get("epoch"),
+    }
+
+
 def evaluate(
     cfg: Config,
     checkpoint: str | Path | None = None,
@@ -213,138 +326,79 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score the run's checkpoint(s) on `split`; write and return metrics.json."""
     from sartm import tracking
-    from sartm.data.dataset import build_dataset
     from sartm.engine import modelio
     from sartm.engine.provenance import provenance
 
     started = time.perf_counter()
-    device = runtime.resolve_device(cfg.train.device)
-    dtype = runtime.amp_dtype(cfg.train.precision, device)
-    plan = _checkpoint_plan(cfg, Path(checkpoint) if checkpoint else None, results_root)
-    out_dir = paths.eval_dir(cfg.run_id, results_root)
-    dataset = build_dataset(cfg, split, train=False)
-    meta = dataset.meta
-    classes = list(meta["classes"])
-    num_classes = len(classes)
+    explicit = checkpoint is not None
+    plan = _checkpoint_plan(cfg, Path(checkpoint) if explicit else None, results_root)
+    run = _Run(cfg, split, paths.eval_dir(cfg.run_id, results_root), quiet)
 
-    def _loader(data) -> DataLoader:
-        return DataLoader(
-            data,
-            batch_size=max(1, cfg.train.batch_size),
-            shuffle=False,
-            num_workers=cfg.data.num_workers,
-            pin_memory=device.type == "cuda",
-        )
-
-    loader = _loader(dataset)
-    subsets = {
-        name: set(dataset.subset_ids(name))
-        for name in _subset_names(meta, split)
-    }
-    scales = tuple(cfg.eval.scales) if cfg.eval.multi_scale else (1.0,)
-    flip = cfg.eval.flip and cfg.eval.multi_scale
-    say = (lambda msg: None) if quiet else print
-    result: dict[str, Any] = {}
-    for suffix, path in plan:
-        if suffix and path.resolve() == plan[0][1].resolve():
-            continue
-        model, state = modelio.load_trained(path, device=device)
-        if state["classes"] != classes:
-            raise EvaluationError(
-                f"{path}: trained for classes {state['classes']}, but {split} of "
-                f"{cfg.data.dataset} has {classes}"
-            )
-        if state.get("config_hash") and state["config_hash"] != cfg.hash() and checkpoint is None:
-            raise EvaluationError(
-                f"{path}: belongs to another configuration (hash {state['config_hash']} != "
-                f"{cfg.hash()}); retrain, or pass --checkpoint explicitly"
-            )
-        info = {"path": str(path), "sha256": sha256_file(path), "kind": state.get("kind"),
-                "epoch": state.get("epoch")}
-        desc = None if quiet else f"{split} ({path.name})"
-        primary = suffix == ""
-        saved: list[str] = []
-
-        def keep_predictions(ids, preds, saved=saved):
-            for sample_id, pred in zip(ids, preds):
-                if len(saved) < cfg.eval.save_predictions:
-                    save_palette_png(pred, state["palette"], out_dir / "pred" / f"{sample_id}.png")
-                    saved.append(sample_id)
-
-        scores = score_loader(
-            model, loader, num_classes=num_classes, device=device, dtype=dtype, scales=scales,
-            flip=flip, subsets=subsets if primary else None,
-            on_prediction=keep_predictions if primary and cfg.eval.save_predictions else None,
-            desc=desc,
-        )
-        result[f"{split}{suffix}"] = scores.pop("all")
-        say(f"{path}: {split}{suffix} mIoU {result[f'{split}{suffix}']['miou']:.4f}")
-        if not primary:
-            result[f"checkpoint{suffix}"] = info
-            continue
-        result["checkpoint"] = info
-        if scores:
-            result["subsets"] = scores
-        if cfg.eval.modality_robustness:
-            result["robustness"] = {
-                f"{modality}_blanked": score_loader(
-                    model, _loader(build_dataset(cfg, split, train=False, blank=modality)),
-                    num_classes=num_classes, device=device, dtype=dtype, scales=scales, flip=flip,
-                    desc=None if quiet else f"{split}, {modality} blanked",
-                )["all"]
-                for modality in ("thermal", "rgb")
-            }
-        if cfg.eval.tsne_pixels > 0:
-            features = sample_features(
-                model, loader, num_classes=num_classes, pixels=cfg.eval.tsne_pixels,
-                device=device, dtype=dtype, seed=cfg.train.seed,
-            )
-            out_dir.mkdir(parents=True, exist_ok=True)
-            np.savez(out_dir / "features.npz", classes=np.array(classes), **features)
-        result["params"] = modelio.count_parameters(model)
-        result["train_time_s"] = state.get("train_time_s")
-        mlflow_run = state.get("mlflow_run_id")
-        del model
-
-    metrics = {
+    path = plan[0][1]
+    model, state = run.load(path, explicit=explicit)
+    scores = run.primary_extras(model, state)
+    metrics: dict[str, Any] = {
         "run_id": cfg.run_id,
         "run": cfg.run,
         "dataset": cfg.dataset,
         "source": cfg.data.dataset,
         "preset": cfg.preset,
-        "synthetic": bool(meta.get("synthetic", cfg.synthetic)),
+        "synthetic": bool(run.dataset.meta.get("synthetic", cfg.synthetic)),
         "config_hash": cfg.hash(),
         "split": split,
-        "checkpoint": result.pop("checkpoint"),
-        "classes": classes,
-        **{k: v for k, v in result.items() if k.startswith(split)},
-        "subsets": result.get("subsets", {}),
-        "robustness": result.get("robustness", {}),
-        "params": result["params"],
-        "train_time_s": result["train_time_s"],
-        "eval_time_s": time.perf_counter() - started,
-        "eval_protocol": {
-            "multi_scale": cfg.eval.multi_scale,
-            "scales": list(scales),
-            "flip": flip,
-            "blanking": "raw image set to 0 before normalisation",
-            "selection": "authors' best-on-test" if f"{split}_best" in result else None,
-        },
-        "provenance": provenance(device),
+        "checkpoint": _checkpoint_info(path, state),
+        "classes": run.classes,
+        split: scores[split],
     }
-    if "checkpoint_best" in result:
-        metrics["checkpoint_best"] = result["checkpoint_best"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    params = modelio.count_parameters(model)
+    del model
+    if len(plan) > 1:  # no validation split: the authors' best-on-test beside the primary result
+        best_path = plan[1][1]
+        best_model, best_state = run.load(best_path, explicit=explicit)
+        if best_state.get("epoch") == state.get("epoch"):
+            metrics[f"{split}_best"] = scores[split]  # the same weights: the same numbers
+        else:
+            metrics[f"{split}_best"] = run.score(best_model, desc=f"{split} (best)")["all"]
+        metrics[f"checkpoint_{split}_best"] = _checkpoint_info(best_path, best_state)
+        del best_model
+    metrics.update(
+        {
+            "subsets": scores["subsets"],
+            "robustness": scores["robustness"],
+            "params": params,
+            "train_time_s": state.get("train_time_s"),
+            "eval_time_s": time.perf_counter() - started,
+            "protocol": {
+                "multi_scale": cfg.eval.multi_scale,
+                "scales": list(run.scales),
+                "flip": run.flip,
+                "blanking": "raw image set to 0 before normalisation",
+                f"{split}_best": "authors' protocol: checkpoint selected on the test set"
+                if f"{split}_best" in metrics
+                else None,
+            },
+            "provenance": provenance(run.device),
+        }
+    )
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run.out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.replace(run.out_dir / "metrics.json")
+    if not quiet:
+        print(f"{run.out_dir / 'metrics.json'}: {split} mIoU {metrics[split]['miou']:.4f}")
 
-    tracker = tracking.start_run(cfg, stage="evaluate", resume_run_id=mlflow_run, log_config=False)
+    tracker = tracking.start_run(
+        cfg, stage="evaluate", resume_run_id=state.get("mlflow_run_id"), log_config=False
+    )
     flat = {f"{split}_{k}": metrics[split][k] for k in ("miou", "macc", "mf1", "pixel_acc")}
     if f"{split}_best" in metrics:
-        flat.update({f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")})
-    for name, scores in {**metrics["subsets"], **metrics["robustness"]}.items():
-        flat[f"{split}_{name}_miou"] = scores["miou"]
+        flat.update(
+            {f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")}
+        )
+    for name, values in {**metrics["subsets"], **metrics["robustness"]}.items():
+        flat[f"{split}_{name}_miou"] = values["miou"]
     tracker.log_metrics(flat)
-    tracker.log_artifact(out_dir / "metrics.json", "eval")
+    tracker.log_artifact(run.out_dir / "metrics.json", "eval")
     tracker.set_tags({"eval_checkpoint": metrics["checkpoint"]["path"]})
     tracker.end()
     return metrics

@@ -19,7 +19,11 @@ class ConfusionMatrix:
     """Rows: ground truth, columns: prediction; pixels labelled `ignore_index` are not counted."""
 
     def __init__(
-        self, num_classes: int, *, device: torch.device | str = "cpu", ignore_index: int = IGNORE_INDEX
+        self,
+        num_classes: int,
+        *,
+        device: torch.device | str = "cpu",
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -28,12 +32,16 @@ class ConfusionMatrix:
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch of predicted class ids and labels of the same shape."""
         if pred.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}")
+            raise ValueError(
+                f"prediction shape {tuple(pred.shape)} != label shape {tuple(target.shape)}"
+            )
         pred = pred.reshape(-1).to(self.matrix.device, torch.int64)
         target = target.reshape(-1).to(self.matrix.device, torch.int64)
         valid = target != self.ignore_index
         if not bool(((target[valid] >= 0) & (target[valid] < self.num_classes)).all()):
-            raise ValueError(f"label values outside 0..{self.num_classes - 1} (and {self.ignore_index})")
+            raise ValueError(
+                f"label values outside 0..{self.num_classes - 1} (and {self.ignore_index})"
+            )
         index = target[valid] * self.num_classes + pred[valid]
         counts = torch.bincount(index, minlength=self.num_classes**2)
         self.matrix += counts.reshape(self.num_classes, self.num_classes)

@@ -69,7 +69,9 @@ def frozen_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def text_embeddings_for(cfg: Config, classes: list[str], cache: Path | None = None) -> torch.Tensor | None:
+def text_embeddings_for(
+    cfg: Config, classes: list[str], cache: Path | None = None
+) -> torch.Tensor | None:
     """The text teacher's embeddings when L_se is on (w3 > 0); never read otherwise."""
     if cfg.loss.w3 <= 0:
         return None
@@ -101,7 +103,9 @@ def build(
         if not quiet:
             print(report.format())
         if not report.ok:
-            raise ModelLoadError(f"{resolved}: does not fit {cfg.model.backbone}:\n{report.format()}")
+            raise ModelLoadError(
+                f"{resolved}: does not fit {cfg.model.backbone}:\n{report.format()}"
+            )
         path, sha = str(resolved.resolve()), sha256_file(resolved)
     return model, BaseWeights(path, sha, frozen_fingerprint(model))
 
@@ -137,7 +141,9 @@ def _check_base(recorded: dict[str, Any], cfg: Config, source: Path) -> None:
         )
 
 
-def load_trained(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_trained(
+    path: str | Path, *, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """(model for inference on `device`, the checkpoint dict) from a training checkpoint or an
     export; LoRA is merged, so the model must not be trained further."""
     from sartm.engine.checkpointing import load_checkpoint

@@ -77,7 +77,9 @@ class Predictor:
         h, w = sample["height"], sample["width"]
         pred = probs.argmax(1)[:, :h, :w]
         if (h, w) != (height, width):  # eval_resize: back to the input size, nearest only
-            pred = torch.nn.functional.interpolate(pred[None].float(), (height, width), mode="nearest")[0]
+            pred = torch.nn.functional.interpolate(
+                pred[None].float(), (height, width), mode="nearest"
+            )[0]
         return pred[0].to(torch.uint8).cpu().numpy()
 
     def predict_files(self, rgb_path: str | Path, thermal_path: str | Path) -> Prediction:
@@ -169,4 +171,8 @@ def export(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
         "train_time_s": state.get("train_time_s"),
     }
     atomic_save(exported, out)
-    return {"path": str(out), "sha256": sha256_file(out), "parameters": modelio.count_parameters(model)}
+    return {
+        "path": str(out),
+        "sha256": sha256_file(out),
+        "parameters": modelio.count_parameters(model),
+    }

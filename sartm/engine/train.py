@@ -26,8 +26,8 @@ prototypes) at each forward. Only rank 0 writes files and MLflow.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -141,6 +141,33 @@ def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path
         arrays["text"] = text
     np.savez(path, epoch=epoch, **arrays)
     return path
+
+
+def _similarity_figure(path: Path):
+    """Heatmaps of one similarity file (visual, and text when there is a teacher) for MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.load(path)
+    panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    names = [str(n) for n in data["class_names"]]
+    for ax, (title, matrix) in zip(axes[0], panels):
+        im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
+        ax.set_title(f"{title} similarity, epoch {int(data['epoch'])}")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def _close(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def train(
@@ -352,7 +379,9 @@ def train(
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError("total", float(loss))
                 except NonFiniteLossError as exc:
-                    kept = f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
+                    kept = (
+                        f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
+                    )
                     raise TrainingError(
                         f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
                         f"loss term {exc.term!r} is {exc.value}; last good checkpoint: {kept}"
@@ -364,11 +393,15 @@ def train(
                 optimizer.step()
                 progress.step += 1
                 images += rgb.shape[0] * info.world_size
-                sums["loss"] = sums.get("loss", 0.0) + float(loss)
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
                 rate = images / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+                bar.set_postfix(
+                    loss=f"{sums['loss'] / (progress.step - epoch * iters):.4f}",
+                    lr=f"{lr:.2e}",
+                    img_s=f"{rate:.1f}",
+                )
             bar.close()
             progress.epoch = epoch + 1
             seconds = time.perf_counter() - started
@@ -384,7 +417,9 @@ def train(
                 scores = score_loader(
                     raw_model, eval_loader, num_classes=num_classes, device=device, dtype=dtype
                 )["all"]
-                row.update({f"{select_split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")})
+                row.update(
+                    {f"{select_split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+                )
                 if scores["miou"] > progress.best_metric:
                     progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
                     improved = True
@@ -398,16 +433,26 @@ def train(
                 sim_path = None
                 if progress.epoch in cfg.train.similarity_epochs:
                     sim_path = _similarity(
-                        raw_model, eval_loader, classes, device, dtype, progress.epoch,
+                        raw_model,
+                        eval_loader,
+                        classes,
+                        device,
+                        dtype,
+                        progress.epoch,
                         out_dir / "similarity",
                     )
                 ck.atomic_save(checkpoint("last"), last_path)
                 if improved:
                     ck.atomic_save(checkpoint("best"), best_path)
                 _write_history(out_dir / "history.csv", progress.history)
-                tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch)
-                if sim_path is not None:
+                tracker.log_metrics(
+                    {k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch
+                )
+                if sim_path is not None and tracker.enabled:
                     tracker.log_artifact(sim_path, "similarity")
+                    figure = _similarity_figure(sim_path)
+                    tracker.log_figure(figure, f"similarity/{sim_path.stem}.png")
+                    _close(figure)
                 log(
                     f"epoch {progress.epoch}/{cfg.train.epochs} "
                     + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))

@@ -159,7 +159,12 @@ def _encoder_params(backbone: str) -> dict[str, Any]:
     neck.update(raw["neck"])
     pos = {k: _plain(v) for k, v in _defaults(PositionEmbeddingSine).items()}
     pos.update(raw["position_encoding"])
-    return {"scalp": int(raw.get("scalp", 0)), "trunk": trunk, "neck": neck, "position_encoding": pos}
+    return {
+        "scalp": int(raw.get("scalp", 0)),
+        "trunk": trunk,
+        "neck": neck,
+        "position_encoding": pos,
+    }
 
 
 def encoder_params(backbone: str) -> dict[str, Any]:
@@ -171,8 +176,9 @@ def build_image_encoder(backbone: str) -> ImageEncoder:
     """sam2's own `ImageEncoder` (Hiera trunk + FPN neck) for this size, random weights."""
     params = encoder_params(backbone)
     trunk = Hiera(**params["trunk"])
-    neck = FpnNeck(position_encoding=PositionEmbeddingSine(**params["position_encoding"]),
-                   **params["neck"])
+    neck = FpnNeck(
+        position_encoding=PositionEmbeddingSine(**params["position_encoding"]), **params["neck"]
+    )
     return ImageEncoder(trunk=trunk, neck=neck, scalp=params["scalp"])
 
 

@@ -99,12 +99,16 @@ def read_sam2_checkpoint(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
             raise CheckpointError(
-                f"{path}: holds pickled Python objects, not only tensors; refusing to load it "
-                "(weights_only=True). Official SAM2 checkpoints are {'model': state_dict}."
+                f"{path}: holds pickled Python objects ({found.group(1)}), not only tensors; "
+                "refusing to load it (weights_only=True). Official SAM2 checkpoints are "
+                "{'model': state_dict}."
             ) from exc
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt? (unpickling failed)"
+        ) from exc
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(
@@ -157,7 +161,9 @@ def architecture_of_state(state: dict[str, Tensor], *, source: str = "state dict
         blocks = sorted({int(m.group(1)) for k in enc if (m := _BLOCK.match(k))})
         necks = [enc[k] for k in enc if re.fullmatch(r"neck\.convs\.\d+\.conv\.weight", k)]
     except KeyError as exc:
-        raise CheckpointError(f"{source}: no SAM2 Hiera image encoder ({exc.args[0]} missing)") from exc
+        raise CheckpointError(
+            f"{source}: no SAM2 Hiera image encoder ({exc.args[0]} missing)"
+        ) from exc
     if not blocks or not necks or blocks != list(range(len(blocks))):
         raise CheckpointError(f"{source}: incomplete SAM2 image encoder (blocks {blocks[:5]}...)")
     starts = [0] + [i for i in blocks if f"trunk.blocks.{i}.proj.weight" in enc]

@@ -72,8 +72,9 @@ class RGBTEncoder(nn.Module):
         self.size_multiple = size_multiple(backbone)
         self.routing = lora.AdapterRouting()
         lora.split_qkv(self.image_encoder, self.routing)
-        config = lora.lora_config(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout,
-                                  base=backbone)
+        config = lora.lora_config(
+            rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, base=backbone
+        )
         lora.add_adapters(self.image_encoder, config, self.adapter_names)
 
     @property
@@ -175,7 +176,7 @@ class RGBTEncoder(nn.Module):
         own = self.base_state_dict()
         report = LoadReport(source=source)
         qkv_modules = dict(self.image_encoder.named_modules())
-        targets = {k: v for k, v in self.image_encoder.state_dict().items()}
+        targets = self.image_encoder.state_dict()  # detached views sharing the parameters' storage
         for key, value in state.items():
             if key not in own:
                 report.unexpected.append(ENCODER_PREFIX + key)

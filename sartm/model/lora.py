@@ -189,6 +189,11 @@ def add_adapters(module: nn.Module, config: LoraConfig, names: tuple[str, ...]) 
         param.requires_grad_(".lora_" in pname)
 
 
+def _adapter_state(module: nn.Module, name: str) -> dict[str, Tensor]:
+    # save_embedding_layers=False: "auto" would look the base model up on the Hugging Face Hub.
+    return get_peft_model_state_dict(module, adapter_name=name, save_embedding_layers=False)
+
+
 def save_adapters(module: nn.Module, directory: Path, names: tuple[str, ...]) -> list[Path]:
     """One peft-format folder per adapter: `<dir>/<name>/adapter_config.json` +
     `adapter_model.safetensors` (keys as `PeftModel.save_pretrained` writes them)."""
@@ -197,7 +202,7 @@ def save_adapters(module: nn.Module, directory: Path, names: tuple[str, ...]) ->
         folder = Path(directory) / name
         folder.mkdir(parents=True, exist_ok=True)
         module.peft_config[name].save_pretrained(str(folder))
-        weights = get_peft_model_state_dict(module, adapter_name=name)
+        weights = _adapter_state(module, name)
         weights = {PEFT_PREFIX + k: v.detach().contiguous().cpu() for k, v in weights.items()}
         save_file(weights, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         written.append(folder)
@@ -207,7 +212,9 @@ def save_adapters(module: nn.Module, directory: Path, names: tuple[str, ...]) ->
 def load_adapters(module: nn.Module, directory: Path, names: tuple[str, ...]) -> None:
     """Load adapters saved by `save_adapters`, refusing any that do not fit (rank, targets, keys)."""
     directory = Path(directory)
-    present = sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+    present = (
+        sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+    )
     for name in names:
         folder = directory / name
         if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
@@ -225,14 +232,13 @@ def load_adapters(module: nn.Module, directory: Path, names: tuple[str, ...]) ->
                 )
         weights = load_file(str(folder / WEIGHTS_NAME))
         weights = {k.removeprefix(PEFT_PREFIX): v for k, v in weights.items()}
-        expected = set(get_peft_model_state_dict(module, adapter_name=name))
-        if set(weights) != expected:
-            extra, lacking = sorted(set(weights) - expected), sorted(expected - set(weights))
+        shapes = {k: v.shape for k, v in _adapter_state(module, name).items()}
+        if set(weights) != set(shapes):
+            extra, lacking = sorted(set(weights) - set(shapes)), sorted(set(shapes) - set(weights))
             raise AdapterError(
                 f"{folder / WEIGHTS_NAME}: adapter keys do not fit this encoder "
                 f"(unexpected: {extra[:3]}, missing: {lacking[:3]})"
             )
-        shapes = {k: v.shape for k, v in get_peft_model_state_dict(module, adapter_name=name).items()}
         for k, v in weights.items():
             if v.shape != shapes[k]:
                 raise AdapterError(

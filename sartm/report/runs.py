@@ -91,9 +91,7 @@ def job_map(
     return out
 
 
-def item_jobs(
-    name: str, params: dict[str, Any], preset: str | None = None
-) -> dict[str, list[str]]:
+def item_jobs(name: str, params: dict[str, Any], preset: str | None = None) -> dict[str, list[str]]:
     """Logical run -> job run ids, for everything one table or figure reads."""
     return job_map(logical_runs(name, params, preset), params, preset)
 

@@ -52,7 +52,9 @@ def test_extracts_every_format_exactly(tmp_path, mode, archive_makers):
         archive = archive_makers["tar"](src, tmp_path / "a.tar", mode=mode)
     out = safe_extract(archive, tmp_path / "out", progress=False)
     assert all_paths(out) == all_paths(src)
-    assert (out / "a" / "b" / "data.bin").read_bytes() == (src / "a" / "b" / "data.bin").read_bytes()
+    assert (out / "a" / "b" / "data.bin").read_bytes() == (
+        src / "a" / "b" / "data.bin"
+    ).read_bytes()
     assert (out / "top.txt").read_text() == "hello"
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import (
+from PIL import Image
+from rawdata import (
     CUSTOM_IDS,
     FMB_IDS,
     HEIGHT,
@@ -21,7 +22,6 @@ from conftest import (
     save,
     source_arrays,
 )
-from PIL import Image
 
 from sartm.cli import cli
 from sartm.data import layouts
@@ -70,8 +70,13 @@ def test_mfnet(tmp_path, make_mfnet):
     meta = load_meta(out)
     assert meta["name"] == meta["source"] == "mfnet"
     assert meta["classes"] == list(MFNET.classes)
-    assert meta["subsets"] == {"train_day": 1, "train_night": 1, "val_day": 1, "test_day": 1,
-                               "test_night": 1}
+    assert meta["subsets"] == {
+        "train_day": 1,
+        "train_night": 1,
+        "val_day": 1,
+        "test_day": 1,
+        "test_night": 1,
+    }
 
 
 def test_mfnet_lists_with_extension_and_subset_lists_win(tmp_path, make_mfnet):
@@ -139,8 +144,10 @@ def test_fmb_real_samples_with_added_labels(tmp_path, samples_dir):
     for visible in sorted(raw.glob("*/Visible/*.png")):
         width, height = Image.open(visible).size
         columns = np.arange(width) * 15 // width  # every class 0..14
-        save(visible.parent.parent / "Label" / visible.name,
-             np.broadcast_to(columns, (height, width)).astype(np.uint8))
+        save(
+            visible.parent.parent / "Label" / visible.name,
+            np.broadcast_to(columns, (height, width)).astype(np.uint8),
+        )
     out = tmp_path / "out"
     prepare("fmb", raw=raw, out=out, progress=False)
     assert load_meta(out)["splits"] == {"train": 2, "test": 2}
@@ -165,8 +172,11 @@ def test_custom_yaml_and_json_class_files(tmp_path, make_custom):
     assert meta["palette"] == [[0, 0, 0], [255, 0, 0], [0, 0, 255]]
     assert meta["splits"] == {s: len(v) for s, v in CUSTOM_IDS.items()}
     as_json = tmp_path / "classes.json"
-    as_json.write_text(json.dumps({"classes": [{"name": "bg", "color": [1, 2, 3]},
-                                               {"name": "thing", "color": [4, 5, 6]}]}))
+    as_json.write_text(
+        json.dumps(
+            {"classes": [{"name": "bg", "color": [1, 2, 3]}, {"name": "thing", "color": [4, 5, 6]}]}
+        )
+    )
     assert load_class_file(as_json) == (["bg", "thing"], [(1, 2, 3), (4, 5, 6)])
 
 
@@ -204,6 +214,11 @@ def _truncate(path: Path) -> Path:
     return path
 
 
+def _garbage(path: Path) -> Path:
+    path.write_text("not a png")
+    return path
+
+
 def _resave(path: Path, array: np.ndarray) -> Path:
     path.unlink()
     return save(path, array)
@@ -216,25 +231,56 @@ LAST = "32_bag2_frame01"  # the last sample written: earlier ones are already in
     ("damage", "message", "named"),
     [
         (lambda r: _truncate(r / "test/rgb" / f"{LAST}.png"), "unreadable or truncated", "rgb"),
-        (lambda r: (r / "test/thermal" / f"{LAST}.png").write_text("not a png")
-         or r / "test/thermal" / f"{LAST}.png", "unreadable or truncated", "thermal"),
-        (lambda r: _resave(r / "test/thermal" / f"{LAST}.png", np.ones((10, 12), np.uint8)),
-         "sizes differ", "thermal"),
-        (lambda r: _resave(r / "test/rgb" / f"{LAST}.png", pixels(3)),
-         "must have 3 channels", "rgb"),
-        (lambda r: _resave(r / "test/thermal" / f"{LAST}.png", pixels(3, 3)),
-         "must have 1 channel", "thermal"),
-        (lambda r: _resave(r / "test/labels" / f"{LAST}.png", label_map(0, 7)),
-         r"label values \[5, 6\] outside the class range 0..4", "labels"),
-        (lambda r: _resave(r / "test/labels" / f"{LAST}.png", pixels(0, 3)),
-         "colour image", "labels"),
-        (lambda r: (r / "test/thermal" / f"{LAST}.png").unlink() or r / "test/rgb" / f"{LAST}.png",
-         "no matching thermal image", "rgb"),
-        (lambda r: save(r / "test/labels/orphan.png", label_map(0, 5)),
-         "no matching rgb image", "labels"),
+        (lambda r: _garbage(r / "test/thermal" / f"{LAST}.png"), "unreadable", "thermal"),
+        (
+            lambda r: _resave(r / "test/thermal" / f"{LAST}.png", np.ones((10, 12), np.uint8)),
+            "sizes differ",
+            "thermal",
+        ),
+        (
+            lambda r: _resave(r / "test/rgb" / f"{LAST}.png", pixels(3)),
+            "must have 3 channels",
+            "rgb",
+        ),
+        (
+            lambda r: _resave(r / "test/thermal" / f"{LAST}.png", pixels(3, 3)),
+            "must have 1 channel",
+            "thermal",
+        ),
+        (
+            lambda r: _resave(r / "test/labels" / f"{LAST}.png", label_map(0, 7)),
+            r"label values \[5, 6\] outside the class range 0..4",
+            "labels",
+        ),
+        (
+            lambda r: _resave(r / "test/labels" / f"{LAST}.png", pixels(0, 3)),
+            "colour image",
+            "labels",
+        ),
+        (
+            lambda r: (
+                (r / "test/thermal" / f"{LAST}.png").unlink() or r / "test/rgb" / f"{LAST}.png"
+            ),
+            "no matching thermal image",
+            "rgb",
+        ),
+        (
+            lambda r: save(r / "test/labels/orphan.png", label_map(0, 5)),
+            "no matching rgb image",
+            "labels",
+        ),
     ],
-    ids=["truncated", "garbage", "size", "rgb-channels", "thermal-channels", "label-range",
-         "colour-label", "missing-thermal", "orphan-label"],
+    ids=[
+        "truncated",
+        "garbage",
+        "size",
+        "rgb-channels",
+        "thermal-channels",
+        "label-range",
+        "colour-label",
+        "missing-thermal",
+        "orphan-label",
+    ],
 )
 def test_bad_pst900_input(tmp_path, make_pst900, damage, message, named):
     raw = make_pst900(tmp_path / "raw")
@@ -288,11 +334,17 @@ def test_mfnet_opaque_alpha_refused(tmp_path, make_mfnet):
     [
         (lambda r: (r / "labels" / "00004D.png").unlink(), "no matching label", "images/00004D"),
         (lambda r: (r / "images" / "00004D.png").unlink(), "listed in", "test.txt"),
-        (lambda r: (r / "val.txt").write_text("00003D\n00001D\n"), "duplicate sample id '00001D'",
-         "val.txt"),
+        (
+            lambda r: (r / "val.txt").write_text("00003D\n00001D\n"),
+            "duplicate sample id '00001D'",
+            "val.txt",
+        ),
         (lambda r: (r / "test_day.txt").write_text("00001D\n"), "not in test.txt", "test_day.txt"),
-        (lambda r: [(r / f).unlink() for f in ("train.txt", "val.txt", "test.txt")],
-         "no split list", "raw"),
+        (
+            lambda r: [(r / f).unlink() for f in ("train.txt", "val.txt", "test.txt")],
+            "no split list",
+            "raw",
+        ),
     ],
     ids=["missing-label", "missing-image", "id-in-two-splits", "subset-not-test", "no-lists"],
 )
@@ -373,14 +425,27 @@ def test_cli_prepare_defaults_and_messages(tmp_path, make_mfnet, make_custom):
     assert result.exit_code == 0 and "already prepared" in result.output
 
     raw, classes = make_custom(tmp_path / "c" / "raw")
-    args = ["data", "prepare", "custom", "--name", "demo", "--raw", str(raw), "--classes",
-            str(classes), "--out", str(tmp_path / "c" / "out"), "--no-progress"]
+    args = [
+        "data",
+        "prepare",
+        "custom",
+        "--name",
+        "demo",
+        "--raw",
+        str(raw),
+        "--classes",
+        str(classes),
+        "--out",
+        str(tmp_path / "c" / "out"),
+        "--no-progress",
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert load_meta(tmp_path / "c" / "out")["name"] == "custom-demo"
     result = runner.invoke(cli, ["data", "prepare", "custom", "--raw", str(raw)])
     assert result.exit_code == 2 and "--name" in result.output
 
-    bad = runner.invoke(cli, ["data", "prepare", "pst900", "--raw", str(raw), "--out",
-                              str(tmp_path / "x")])
+    bad = runner.invoke(
+        cli, ["data", "prepare", "pst900", "--raw", str(raw), "--out", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 1 and "Error:" in bad.output and str(raw) in bad.output

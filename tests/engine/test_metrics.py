@@ -44,7 +44,9 @@ def test_matches_sklearn_and_torchmetrics(absent):
     pred, target = torch.cat(preds), torch.cat(targets)
 
     valid = target != 255
-    expected_cm = confusion_matrix(target[valid].numpy(), pred[valid].numpy(), labels=list(range(C)))
+    expected_cm = confusion_matrix(
+        target[valid].numpy(), pred[valid].numpy(), labels=list(range(C))
+    )
     np.testing.assert_array_equal(cm.numpy(), expected_cm)
 
     ours = cm.compute()

@@ -79,3 +79,79 @@ def test_sam2_hyper_parameters_at_full_width():
 def test_zero_classes_is_refused():
     with pytest.raises(ValueError, match="num_classes"):
         ClassTokenMaskDecoder(transformer_dim=D, transformer=torch.nn.Identity(), num_classes=0)
+
+
+def _official_parts(d: int) -> tuple[dict, dict]:
+    """State dicts laid out like a checkpoint's `sam_mask_decoder.*` / `sam_prompt_encoder.*`,
+    from sam2's own modules with SAM2's settings (high-res path, object-score head)."""
+    from sam2.modeling.sam.mask_decoder import MaskDecoder
+    from sam2.modeling.sam.prompt_encoder import PromptEncoder
+
+    torch.manual_seed(1)
+    transformer = TwoWayTransformer(depth=2, embedding_dim=d, num_heads=8, mlp_dim=8 * d)
+    decoder = MaskDecoder(
+        transformer_dim=d,
+        transformer=transformer,
+        use_high_res_features=True,
+        pred_obj_scores=True,
+        pred_obj_scores_mlp=True,
+    )
+    prompt = PromptEncoder(
+        embed_dim=d, image_embedding_size=(8, 8), input_image_size=(128, 128), mask_in_chans=16
+    )
+    return decoder.state_dict(), prompt.state_dict()
+
+
+def test_official_decoder_weights_load_where_they_fit():
+    mask_decoder, prompt_encoder = _official_parts(D)
+    decoder = build_decoder(transformer_dim=D, num_classes=C)
+    fresh_tokens = decoder.mask_tokens.weight.detach().clone()
+    report = decoder.load_sam2_state(mask_decoder, prompt_encoder, source="parts")
+    assert report.ok, report.format()
+    loaded = set(report.loaded)
+    assert "sam_mask_decoder.transformer.layers.1.mlp.layers.0.weight" in loaded
+    assert "sam_mask_decoder.conv_s0.weight" in loaded
+    assert "sam_prompt_encoder.no_mask_embed.weight" in loaded
+    assert "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix" in loaded
+    reasons = report.skipped
+    assert "4 mask tokens" in reasons["sam_mask_decoder.mask_tokens.weight"]
+    assert "fresh" in reasons["sam_mask_decoder.output_hypernetworks_mlps.0.layers.0.weight"]
+    assert "IoU" in reasons["sam_mask_decoder.iou_prediction_head.layers.2.weight"]
+    assert "object-score" in reasons["sam_mask_decoder.pred_obj_score_head.layers.0.weight"]
+    assert "prompt-free" in reasons["sam_prompt_encoder.point_embeddings.0.weight"]
+    assert "prompt-free" in reasons["sam_prompt_encoder.mask_downscaling.0.weight"]
+    # Every checkpoint tensor is either loaded or skipped with a reason, nothing twice.
+    everything = {f"sam_mask_decoder.{k}" for k in mask_decoder}
+    everything |= {f"sam_prompt_encoder.{k}" for k in prompt_encoder}
+    assert loaded | set(reasons) == everything and not loaded & set(reasons)
+    torch.testing.assert_close(
+        decoder.output_upscaling[0].weight, mask_decoder["output_upscaling.0.weight"]
+    )
+    torch.testing.assert_close(
+        decoder.prompt.pe_layer.positional_encoding_gaussian_matrix,
+        prompt_encoder["pe_layer.positional_encoding_gaussian_matrix"],
+    )
+    torch.testing.assert_close(decoder.mask_tokens.weight, fresh_tokens)  # not overwritten
+    assert any("4 in the checkpoint, 5 class tokens" in n for n in report.notes)
+
+
+def test_missing_and_foreign_decoder_weights_are_reported():
+    mask_decoder, prompt_encoder = _official_parts(D)
+    del mask_decoder["conv_s1.bias"]
+    mask_decoder["extra_head.weight"] = torch.zeros(3)
+    report = build_decoder(transformer_dim=D, num_classes=C).load_sam2_state(
+        mask_decoder, prompt_encoder
+    )
+    assert report.missing == ["sam_mask_decoder.conv_s1.bias"]
+    assert report.unexpected == ["sam_mask_decoder.extra_head.weight"]
+    assert not report.ok
+
+
+def test_decoder_weights_of_another_width_are_refused():
+    from sartm.model.checkpoint import CheckpointError
+
+    mask_decoder, prompt_encoder = _official_parts(D)
+    with pytest.raises(CheckpointError, match=r"d = 32"):
+        build_decoder(transformer_dim=32, num_classes=C).load_sam2_state(
+            mask_decoder, prompt_encoder, source="parts"
+        )

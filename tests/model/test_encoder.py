@@ -20,8 +20,13 @@ REAL = [name for name in BACKBONES if not name.startswith("test_")]
 
 def make(sharing: str = "per_modality", *, rank: int = 4, backbone: str = MICRO, seed: int = 0):
     torch.manual_seed(seed)
-    return RGBTEncoder(backbone=backbone, lora_rank=rank, lora_alpha=2.0 * rank,
-                       lora_dropout=0.0, lora_sharing=sharing)
+    return RGBTEncoder(
+        backbone=backbone,
+        lora_rank=rank,
+        lora_alpha=2.0 * rank,
+        lora_dropout=0.0,
+        lora_sharing=sharing,
+    )
 
 
 def randomise_lora(encoder: RGBTEncoder, seed: int = 1) -> None:
@@ -41,7 +46,9 @@ def reference(encoder: RGBTEncoder):
 
 def images(b: int = 2, side: int = 128, seed: int = 3):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, side, side, generator=gen), torch.randn(b, 3, side, side, generator=gen)
+    return torch.randn(b, 3, side, side, generator=gen), torch.randn(
+        b, 3, side, side, generator=gen
+    )
 
 
 @pytest.mark.parametrize("backbone", ["test_hiera_micro", "test_hiera_tiny"])
@@ -49,7 +56,7 @@ def test_tiny_sizes_run_forward_backward_fast(backbone):
     enc = make(backbone=backbone)
     rgb, th = images(2, 128)
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):  # best of 5: the machine may be busy with other work
         start = time.perf_counter()
         feats_rgb, feats_th = enc(rgb, th)
         sum(f.square().mean() for f in feats_rgb + feats_th).backward()
@@ -115,7 +122,10 @@ def test_training_moves_only_lora_and_never_the_key_projection():
     for i, block in enumerate(enc.image_encoder.trunk.blocks):
         qkv = block.attn.qkv
         assert isinstance(qkv, QKVProjection)
-        w0, b0 = frozen[f"trunk.blocks.{i}.attn.qkv.weight"], frozen[f"trunk.blocks.{i}.attn.qkv.bias"]
+        w0, b0 = (
+            frozen[f"trunk.blocks.{i}.attn.qkv.weight"],
+            frozen[f"trunk.blocks.{i}.attn.qkv.bias"],
+        )
         x = torch.randn(4, 3, 3, qkv.dim_in)
         with torch.no_grad():
             out, base = qkv(x), F.linear(x, w0, b0)
@@ -184,7 +194,7 @@ def test_merged_flag_is_ignored_while_training():
     enc.train()
     rgb, th = images()
     feats_rgb, _ = enc(rgb, th)
-    feats_rgb[0].mean().backward()
+    sum(f.mean() for f in feats_rgb).backward()
     assert all(p.grad is not None for n, p in enc.named_parameters() if ".lora_B.rgb" in n)
 
 
@@ -250,8 +260,9 @@ def test_inputs_are_checked():
     with pytest.raises(EncoderInputError, match=r"\(B, 3, H, W\)"):
         enc(rgb[:, :1], th[:, :1])
     with pytest.raises(BackboneError, match="unknown backbone 'sam3'"):
-        RGBTEncoder(backbone="sam3", lora_rank=4, lora_alpha=4, lora_dropout=0,
-                    lora_sharing="shared")
+        RGBTEncoder(
+            backbone="sam3", lora_rank=4, lora_alpha=4, lora_dropout=0, lora_sharing="shared"
+        )
     with pytest.raises(ValueError, match="lora_sharing"):
         RGBTEncoder(backbone=MICRO, lora_rank=4, lora_alpha=4, lora_dropout=0, lora_sharing="x")
 
@@ -277,8 +288,13 @@ def test_every_real_size_matches_sam2s_own_config(backbone):
     node = OmegaConf.load(SAM2_CONFIGS.parent / spec.config).model.image_encoder
     with init_empty_weights():
         official = instantiate(node)
-        enc = RGBTEncoder(backbone=backbone, lora_rank=16, lora_alpha=16, lora_dropout=0.0,
-                          lora_sharing="per_modality")
+        enc = RGBTEncoder(
+            backbone=backbone,
+            lora_rank=16,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            lora_sharing="per_modality",
+        )
     want = {k: tuple(v.shape) for k, v in official.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in enc.base_state_dict().items()}
     assert got == want
@@ -288,5 +304,8 @@ def test_every_real_size_matches_sam2s_own_config(backbone):
     assert lora == 2 * sum(16 * (i + o) * 2 for i, o in dims)
     meta = torch.empty(1, 3, 512, 512, device="meta")
     feats_rgb, feats_th = enc(meta, meta)
-    assert [tuple(f.shape) for f in feats_rgb] == [(1, 256, 128, 128), (1, 256, 64, 64),
-                                                    (1, 256, 32, 32)]
+    assert [tuple(f.shape) for f in feats_rgb] == [
+        (1, 256, 128, 128),
+        (1, 256, 64, 64),
+        (1, 256, 32, 32),
+    ]

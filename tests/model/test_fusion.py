@@ -63,7 +63,7 @@ def test_rectify_adds_only_the_other_modality():
 def _reference_cross_attention(attn, x_rgb, x_thermal):
     """Straight from the description: per head, context = softmax_over_key_channels(K^T V * s),
     the other modality's tokens read it."""
-    heads, (b, n, c) = attn.num_heads, x_rgb.shape
+    heads, c = attn.num_heads, x_rgb.shape[-1]
     ch = c // heads
 
     def context(x, kv):

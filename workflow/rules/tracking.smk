@@ -1,0 +1,16 @@
+# The MLflow store is created once, before any training job: several processes creating a fresh
+# SQLite store at once corrupt it. Training jobs read the stamp as ancient(): logging into the
+# store never makes finished runs look outdated.
+
+
+rule tracking:
+    output:
+        stamp_file("tracking.txt"),
+    params:
+        settings=json.dumps(BASE["mfnet"].sections()["tracking"], sort_keys=True),
+    log:
+        log_file("tracking", "init"),
+    message:
+        "Creating the MLflow tracking store and experiment"
+    shell:
+        "sartm tracking init --preset {PRESET} > {output} 2> {log}"
