@@ -10,6 +10,9 @@ MFU. CPUs have no entry: their MFU is n/a.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import platform
 import resource
@@ -110,6 +113,18 @@ def matmul_tflops(device: torch.device, *, size: int = 8192, reps: int = 20) -> 
     return 2 * size**3 * reps / seconds / 1e12
 
 
+def _return_freed_memory() -> None:
+    """Hand memory freed by earlier work back to the OS (glibc keeps it otherwise), so that a
+    block's resident-set growth is not hidden by reuse of pages an earlier measurement left."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 def _status_kb(field: str) -> int | None:
     try:
         for line in PROC_STATUS.read_text().splitlines():
@@ -141,6 +156,7 @@ class PeakMemory:
             self._start = torch.cuda.memory_allocated(self.device)
             self._exact = True
         else:
+            _return_freed_memory()
             try:
                 PROC_CLEAR_REFS.write_text("5")  # 5: reset the peak RSS (Linux >= 4.0)
                 self._exact = True

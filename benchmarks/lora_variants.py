@@ -3,18 +3,19 @@
     python benchmarks/lora_variants.py [--backbones test_hiera_tiny sam2_hiera_s] [--side 256]
 
 Variants, all with per-modality adapters over the joint RGB+thermal batch:
-  fused   (used)  one matmul with the concatenated frozen q|k|v weight, LoRA added to q and v
-  split           three matmuls (q, k, v sub-Linears), LoRA added to q and v
+  fused   (used)  one matmul with the concatenated frozen q|k|v weight; both adapters' q and v
+                  updates as batched low-rank matmuls (B block-diagonal into the q, v rows)
+  in-place        the fused matmul, then per-adapter q and v updates added into column slices
+  split           three matmuls (q, k, v sub-Linears), updates added per part of the batch
   qkv-peft        peft's stock LoRA on the fused qkv Linear: also adapts k (not the method);
                   shared adapter only, for the cost of the usual approach
 Inference: unmerged vs merged (`merge_lora`) vs the frozen encoder without adapters.
-Reports the median time per step and the ratio to the chosen variant.
+Reports the best time per step (variants interleaved) and the ratio to the chosen variant.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -23,6 +24,28 @@ from peft import LoraConfig, inject_adapter_in_model
 from sartm.model.backbones import build_image_encoder
 from sartm.model.encoder import RGBTEncoder
 from sartm.model.lora import QKVProjection
+
+
+def delta(qkv: QKVProjection, name: str, adapter: str, x):
+    """One adapter's update of one projection, as peft's own forward computes it."""
+    layer = getattr(qkv, name)
+    a, b = layer.lora_A[adapter], layer.lora_B[adapter]
+    return b(a(layer.lora_dropout[adapter](x))) * layer.scaling[adapter]
+
+
+class InPlaceQKV(QKVProjection):
+    """Alternative: the fused matmul, then each adapter's q and v updates added in place into
+    column slices of its part of the batch (strided writes)."""
+
+    def forward(self, x):
+        groups = self.routing.groups
+        out = torch.nn.functional.linear(x, *self.fused_weight())
+        n, d = x.shape[0] // len(groups), self.dim_out
+        for i, adapter in enumerate(groups):
+            part = slice(i * n, (i + 1) * n)
+            out[part, ..., :d] += delta(self, "q", adapter, x[part])
+            out[part, ..., 2 * d :] += delta(self, "v", adapter, x[part])
+        return out
 
 
 class SplitQKV(QKVProjection):
@@ -34,19 +57,22 @@ class SplitQKV(QKVProjection):
         n = x.shape[0] // len(groups)
         for i, adapter in enumerate(groups):
             part = slice(i * n, (i + 1) * n)
-            q[part] += self._delta("q", adapter, x[part])
-            v[part] += self._delta("v", adapter, x[part])
+            q[part] += delta(self, "q", adapter, x[part])
+            v[part] += delta(self, "v", adapter, x[part])
         return torch.cat([q, k, v], dim=-1)
 
 
-def timed(step, repeats: int) -> float:
-    step()  # warm-up
-    times = []
+def timed(steps: dict, repeats: int) -> dict[str, float]:
+    """Best time per step; the variants take turns so that other load on the machine hits all."""
+    for step in steps.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
 def train_step(model, rgb, thermal):
@@ -84,36 +110,52 @@ def run(backbone: str, *, side: int, batch: int, rank: int, repeats: int, device
     thermal = torch.randn(batch, 3, side, side, device=device)
 
     def encoder():
-        enc = RGBTEncoder(backbone=backbone, lora_rank=rank, lora_alpha=rank, lora_dropout=0.0,
-                          lora_sharing="per_modality").to(device)
+        enc = RGBTEncoder(
+            backbone=backbone,
+            lora_rank=rank,
+            lora_alpha=rank,
+            lora_dropout=0.0,
+            lora_sharing="per_modality",
+        ).to(device)
         with torch.no_grad():  # non-zero B, as after some training
             for n, p in enc.named_parameters():
                 if "lora_B" in n:
                     p.normal_(0, 0.02)
         return enc
 
-    results = {}
-    fused = encoder()
-    results["train fused (used)"] = timed(train_step(fused, rgb, thermal), repeats)
-    split = encoder()
-    for m in split.modules():
-        if isinstance(m, QKVProjection):
-            m.__class__ = SplitQKV
-    results["train split q/k/v"] = timed(train_step(split, rgb, thermal), repeats)
+    fused, inplace, split = encoder(), encoder(), encoder()
+    for model, cls in ((inplace, InPlaceQKV), (split, SplitQKV)):
+        for m in model.modules():
+            if isinstance(m, QKVProjection):
+                m.__class__ = cls
     stock = StockPeftEncoder(backbone, rank).to(device)
-    results["train peft on fused qkv (adapts k)"] = timed(train_step(stock, rgb, thermal), repeats)
-
-    fused.eval()
+    results = timed(
+        {
+            "train fused (used)": train_step(fused, rgb, thermal),
+            "train fused, in-place slices": train_step(inplace, rgb, thermal),
+            "train split q/k/v": train_step(split, rgb, thermal),
+            "train peft on fused qkv (adapts k)": train_step(stock, rgb, thermal),
+        },
+        repeats,
+    )
+    unmerged, merged = encoder().eval(), encoder().eval()
+    merged.merge_lora()
+    frozen = build_image_encoder(backbone).to(device).eval()
+    x = torch.cat([rgb, thermal])
     with torch.no_grad():
-        results["infer unmerged"] = timed(lambda: fused(rgb, thermal), repeats)
-        fused.merge_lora()
-        results["infer merged (used)"] = timed(lambda: fused(rgb, thermal), repeats)
-        frozen = build_image_encoder(backbone).to(device).eval()
-        x = torch.cat([rgb, thermal])
-        results["infer frozen, no LoRA"] = timed(lambda: frozen(x), repeats)
+        results |= timed(
+            {
+                "infer unmerged": lambda: unmerged(rgb, thermal),
+                "infer merged (used)": lambda: merged(rgb, thermal),
+                "infer frozen, no LoRA": lambda: frozen(x),
+            },
+            repeats,
+        )
 
-    print(f"\n{backbone}: 2 x ({batch}, 3, {side}, {side}) on {device}, rank {rank}, "
-          f"median of {repeats}, {torch.get_num_threads()} threads")
+    print(
+        f"\n{backbone}: 2 x ({batch}, 3, {side}, {side}) on {device}, rank {rank}, "
+        f"best of {repeats}, {torch.get_num_threads()} threads"
+    )
     base = {"train": results["train fused (used)"], "infer": results["infer merged (used)"]}
     for name, seconds in results.items():
         ratio = seconds / base[name.split()[0]]
@@ -128,10 +170,19 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for backbone in args.backbones:
-        run(backbone, side=args.side, batch=args.batch, rank=args.rank, repeats=args.repeats,
-            device=args.device)
+        run(
+            backbone,
+            side=args.side,
+            batch=args.batch,
+            rank=args.rank,
+            repeats=args.repeats,
+            device=args.device,
+        )
 
 
 if __name__ == "__main__":

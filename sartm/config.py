@@ -384,7 +384,9 @@ def resolve(
     if run is not None:
         if run not in params["runs"]:
             near = difflib.get_close_matches(run, list(params["runs"]), n=3)
-            raise ConfigError(f"runs: {run!r} is not defined" + (f" (did you mean {near}?)" if near else ""))
+            raise ConfigError(
+                f"runs: {run!r} is not defined" + (f" (did you mean {near}?)" if near else "")
+            )
         spec = params["runs"][run]
         if dataset not in spec["datasets"]:
             raise ConfigError(f"runs.{run}: runs on {spec['datasets']}, not on {dataset!r}")
@@ -418,7 +420,9 @@ def pipeline_runs(params: dict[str, Any], preset: str | None = None) -> list[Con
     for seed_index in range(len(params.get("seeds", [0]))):
         for run, spec in params["runs"].items():
             for dataset in spec["datasets"]:
-                cfg = resolve(params, dataset=dataset, run=run, preset=preset, seed_index=seed_index)
+                cfg = resolve(
+                    params, dataset=dataset, run=run, preset=preset, seed_index=seed_index
+                )
                 seen.setdefault((dataset, cfg.hash()), cfg)
     return list(seen.values())
 
@@ -452,7 +456,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: cannot read resolved config: {exc}") from exc
     meta_keys = ("preset", "run", "dataset", "seed_index")
     if not isinstance(raw, dict) or any(k not in raw for k in (*meta_keys, *SECTIONS)):
-        raise ConfigError(f"{path}: not a resolved sartm config (needs {', '.join((*meta_keys, *SECTIONS))})")
+        raise ConfigError(
+            f"{path}: not a resolved sartm config (needs {', '.join((*meta_keys, *SECTIONS))})"
+        )
     sections = {name: raw[name] for name in SECTIONS}
     for item in overrides:
         key, value = parse_override(item)

@@ -48,7 +48,9 @@ def test_bad_enum_value_names_key_and_allowed_values(tmp_path):
 
 def test_unknown_key_is_rejected_with_allowed_keys(tmp_path):
     path = write_params(tmp_path, lambda d: d["train"].update(epoch=3))
-    with pytest.raises(cfgmod.ConfigError, match=r"train.*'epoch' was unexpected.*allowed keys:.*epochs"):
+    with pytest.raises(
+        cfgmod.ConfigError, match=r"train.*'epoch' was unexpected.*allowed keys:.*epochs"
+    ):
         cfgmod.load_params(path)
 
 
@@ -73,8 +75,13 @@ def test_resolution_order(params):
     assert cfg.data.crop_size == 1280  # presets.paper.per_dataset
     assert cfg.model.backbone == "sam2_hiera_b+"  # presets.paper.set
     assert cfg.model.lora_rank == 8  # runs.rank8.set
-    cfg = cfgmod.resolve(params, dataset="pst900", run="rank8", preset="paper",
-                         overrides=["model.lora_rank=2", "train.epochs=3"])
+    cfg = cfgmod.resolve(
+        params,
+        dataset="pst900",
+        run="rank8",
+        preset="paper",
+        overrides=["model.lora_rank=2", "train.epochs=3"],
+    )
     assert cfg.model.lora_rank == 2 and cfg.train.epochs == 3  # --set wins
     demo = cfgmod.resolve(params, dataset="mfnet", preset="demo")
     assert demo.synthetic and demo.data.dataset == "synth-mfnet"
@@ -84,7 +91,9 @@ def test_resolution_order(params):
 
 
 def test_override_errors(params):
-    with pytest.raises(cfgmod.ConfigError, match=r"train\.epoch: unknown key \(did you mean train\.epochs"):
+    with pytest.raises(
+        cfgmod.ConfigError, match=r"train\.epoch: unknown key \(did you mean train\.epochs"
+    ):
         cfgmod.resolve(params, overrides=["train.epoch=2"])
     with pytest.raises(cfgmod.ConfigError, match="unknown section 'optim'"):
         cfgmod.resolve(params, overrides=["optim.lr=2"])
@@ -109,7 +118,9 @@ def test_zero_weights_canonicalise_unused_parts(params):
 
 def test_execution_only_settings_do_not_change_the_hash(params):
     a = cfgmod.resolve(params, dataset="mfnet")
-    b = cfgmod.resolve(params, dataset="mfnet", overrides=["data.num_workers=7", "train.device=cpu"])
+    b = cfgmod.resolve(
+        params, dataset="mfnet", overrides=["data.num_workers=7", "train.device=cpu"]
+    )
     assert a.hash() == b.hash()
     assert a.hash() != cfgmod.resolve(params, dataset="mfnet", overrides=["train.lr=0.01"]).hash()
 
@@ -159,6 +170,10 @@ def test_cli_reports_config_errors_cleanly(tmp_path):
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     with pytest.raises(click.ClickException, match="train.epochs"):
-        resolve_from_options(tmp_path / "params.yaml", None, "mfnet", None, None, ("train.epochs=-1",))
-    cfg = resolve_from_options(tmp_path / "params.yaml", "paper", "mfnet", "fmb/head-deeplab", None, ())
+        resolve_from_options(
+            tmp_path / "params.yaml", None, "mfnet", None, None, ("train.epochs=-1",)
+        )
+    cfg = resolve_from_options(
+        tmp_path / "params.yaml", "paper", "mfnet", "fmb/head-deeplab", None, ()
+    )
     assert cfg.run_id == "fmb/head-deeplab" and cfg.model.aux_head == "deeplab"

@@ -9,7 +9,9 @@ from sartm.cli.data import data
 from sartm.cli.embed import embed
 from sartm.cli.evaluate import evaluate
 from sartm.cli.model import model
+from sartm.cli.pipeline import pipeline
 from sartm.cli.predict import export, predict
+from sartm.cli.report import report
 from sartm.cli.tracking import tracking
 from sartm.cli.train import train
 from sartm.cli.weights import weights
@@ -30,6 +32,8 @@ cli.add_command(predict)
 cli.add_command(export)
 cli.add_command(weights)
 cli.add_command(model)
+cli.add_command(report)
+cli.add_command(pipeline)
 
 
 def main() -> None:

@@ -11,8 +11,14 @@ import click
 from sartm import config as cfgmod
 
 
-def resolve_from_options(params_path: Path, preset: str | None, dataset: str, run: str | None,
-                         config_path: Path | None, overrides: tuple[str, ...]) -> cfgmod.Config:
+def resolve_from_options(
+    params_path: Path,
+    preset: str | None,
+    dataset: str,
+    run: str | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> cfgmod.Config:
     """The one way the CLI turns options into a Config (ConfigError -> a clean CLI error)."""
     if run and "/" in run:  # `--run pst900/full` is the same as `--dataset pst900 --run full`
         dataset, run = run.split("/", 1)
@@ -30,24 +36,52 @@ def config_options(with_run: bool = False) -> Callable:
 
     def decorate(func: Callable) -> Callable:
         @functools.wraps(func)
-        def wrapper(*args, params_path, preset, dataset, config_path, overrides, run=None, **kwargs):
+        def wrapper(
+            *args, params_path, preset, dataset, config_path, overrides, run=None, **kwargs
+        ):
             cfg = resolve_from_options(params_path, preset, dataset, run, config_path, overrides)
             return func(*args, cfg=cfg, **kwargs)
 
         options = [
-            click.option("--params", "params_path", type=click.Path(path_type=Path),
-                         default="params.yaml", help="Settings file (validated against the schema)."),
-            click.option("--preset", default=None, help="Preset (default: the one in params.yaml)."),
-            click.option("--dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS), default="mfnet",
-                         help="Logical dataset; the preset maps it to real or synthetic data."),
-            click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-                         help="A resolved run config file instead of params.yaml."),
-            click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                         help="Override a setting, e.g. --set train.epochs=2 (repeatable)."),
+            click.option(
+                "--params",
+                "params_path",
+                type=click.Path(path_type=Path),
+                default="params.yaml",
+                help="Settings file (validated against the schema).",
+            ),
+            click.option(
+                "--preset", default=None, help="Preset (default: the one in params.yaml)."
+            ),
+            click.option(
+                "--dataset",
+                type=click.Choice(cfgmod.LOGICAL_DATASETS),
+                default="mfnet",
+                help="Logical dataset; the preset maps it to real or synthetic data.",
+            ),
+            click.option(
+                "--config",
+                "config_path",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="A resolved run config file instead of params.yaml.",
+            ),
+            click.option(
+                "--set",
+                "overrides",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Override a setting, e.g. --set train.epochs=2 (repeatable).",
+            ),
         ]
         if with_run:
-            options.append(click.option("--run", default=None,
-                                        help="A run of params.yaml's run list: NAME or DATASET/NAME."))
+            options.append(
+                click.option(
+                    "--run",
+                    default=None,
+                    help="A run of params.yaml's run list: NAME or DATASET/NAME.",
+                )
+            )
         for option in reversed(options):
             wrapper = option(wrapper)
         return wrapper

@@ -33,10 +33,27 @@ class DatasetSpec:
 
 MFNET = DatasetSpec(
     name="mfnet",
-    classes=("unlabeled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump"),
+    classes=(
+        "unlabeled",
+        "car",
+        "person",
+        "bike",
+        "curve",
+        "car_stop",
+        "guardrail",
+        "color_cone",
+        "bump",
+    ),
     palette=(
-        (0, 0, 0), (64, 0, 128), (64, 64, 0), (0, 128, 192), (0, 0, 192),
-        (128, 128, 0), (64, 64, 128), (192, 128, 128), (192, 64, 0),
+        (0, 0, 0),
+        (64, 0, 128),
+        (64, 64, 0),
+        (0, 128, 192),
+        (0, 0, 192),
+        (128, 128, 0),
+        (64, 64, 128),
+        (192, 128, 128),
+        (192, 64, 0),
     ),
     splits=("train", "val", "test"),
     native_size=(640, 480),
@@ -55,13 +72,38 @@ PST900 = DatasetSpec(
 FMB = DatasetSpec(
     name="fmb",
     classes=(
-        "background", "road", "sidewalk", "building", "lamp", "sign", "vegetation", "sky",
-        "person", "car", "truck", "bus", "motorcycle", "bicycle", "pole",
+        "background",
+        "road",
+        "sidewalk",
+        "building",
+        "lamp",
+        "sign",
+        "vegetation",
+        "sky",
+        "person",
+        "car",
+        "truck",
+        "bus",
+        "motorcycle",
+        "bicycle",
+        "pole",
     ),
     palette=(
-        (0, 0, 0), (228, 228, 179), (133, 57, 181), (177, 162, 67), (50, 178, 200),
-        (199, 45, 132), (84, 172, 66), (79, 73, 179), (166, 99, 76), (253, 121, 66),
-        (91, 165, 137), (152, 97, 155), (140, 153, 105), (158, 215, 222), (90, 113, 135),
+        (0, 0, 0),
+        (228, 228, 179),
+        (133, 57, 181),
+        (177, 162, 67),
+        (50, 178, 200),
+        (199, 45, 132),
+        (84, 172, 66),
+        (79, 73, 179),
+        (166, 99, 76),
+        (253, 121, 66),
+        (91, 165, 137),
+        (152, 97, 155),
+        (140, 153, 105),
+        (158, 215, 222),
+        (90, 113, 135),
     ),
     splits=("train", "test"),
     native_size=(800, 600),
@@ -76,5 +118,7 @@ def spec_for(name: str) -> DatasetSpec:
     base = name.removeprefix(SYNTHETIC_PREFIX)
     if base not in REAL:
         allowed = [*REAL, *(SYNTHETIC_PREFIX + n for n in REAL)]
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(allowed)} (custom data: see meta.json)")
+        raise KeyError(
+            f"unknown dataset {name!r}; known: {', '.join(allowed)} (custom data: see meta.json)"
+        )
     return REAL[base]

@@ -127,6 +127,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Sections that change how a model is evaluated, not what it learns: a checkpoint stays valid
+# (for resuming and for evaluation) when only these differ.
+EVALUATION_SECTIONS = ("eval",)
+
+
+def learning_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """`Config.training_identity()` without the evaluation-only sections."""
+    return {k: v for k, v in identity.items() if k not in EVALUATION_SECTIONS}
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested dicts, formatted `key: old -> new`."""
     out = []

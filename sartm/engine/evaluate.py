@@ -34,7 +34,7 @@ from tqdm import tqdm
 from sartm import paths
 from sartm.config import Config
 from sartm.engine import runtime
-from sartm.engine.checkpointing import sha256_file
+from sartm.engine.checkpointing import config_differences, learning_identity, sha256_file
 from sartm.engine.metrics import ConfusionMatrix
 
 SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
@@ -254,10 +254,13 @@ class _Run:
                 f"{path}: trained for classes {state['classes']}, but {self.split} of "
                 f"{self.cfg.data.dataset} has {self.classes}"
             )
-        if not explicit and state.get("config_hash") != self.cfg.hash():
+        trained = learning_identity(state.get("training_identity", {}))
+        wanted = learning_identity(self.cfg.training_identity())
+        if not explicit and trained != wanted:
             raise EvaluationError(
-                f"{path}: belongs to another configuration (hash {state.get('config_hash')} != "
-                f"{self.cfg.hash()}); retrain, or pass --checkpoint explicitly"
+                f"{path}: belongs to another configuration; differing keys: "
+                + "; ".join(config_differences(trained, wanted))
+                + ". Retrain, or pass --checkpoint explicitly"
             )
         return model, state
 

@@ -11,8 +11,8 @@ best-on-test protocol and `last.pt` stays the primary result.
 
 Resuming: `last.pt` holds everything needed to continue exactly (trainable model state and
 buffers, optimiser, step, best metric, history, the RNG states of python/numpy/torch/CUDA and the
-data-loader generator). It is picked up automatically when its config hash matches; a different
-configuration refuses to resume and names the keys that differ.
+data-loader generator). It is picked up automatically when its configuration matches (evaluation
+settings aside); a different configuration refuses to resume and names the keys that differ.
 
 Multi-GPU: under `torchrun --nproc_per_node N` the model is wrapped in DistributedDataParallel
 (NCCL on GPUs, gloo on CPUs). `train.batch_size` is the GLOBAL batch (each rank takes
@@ -49,7 +49,16 @@ from sartm.engine.evaluate import score_loader
 from sartm.engine.optim import build_optimizer, lr_factor, set_lr
 from sartm.engine.provenance import git_state, manifest_hash
 
-CHECKPOINT_KEYS = ("format", "epoch", "step", "model", "optimizer", "rng", "config", "config_hash")
+CHECKPOINT_KEYS = (
+    "format",
+    "epoch",
+    "step",
+    "model",
+    "optimizer",
+    "rng",
+    "config",
+    "training_identity",
+)
 
 
 class TrainingError(RuntimeError):
@@ -114,12 +123,15 @@ def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any
             raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
         return None
     state = ck.load_checkpoint(last, required=CHECKPOINT_KEYS)
-    if state["config_hash"] != cfg.hash():
-        diff = ck.config_differences(state.get("training_identity", {}), cfg.training_identity())
+    old, new = (
+        ck.learning_identity(state["training_identity"]),
+        ck.learning_identity(cfg.training_identity()),
+    )
+    if old != new:
         raise TrainingError(
             f"{last}: was trained with another configuration (hash {state['config_hash']} != "
             f"{cfg.hash()}); differing keys:\n  "
-            + "\n  ".join(diff or ["(not recorded)"])
+            + "\n  ".join(ck.config_differences(old, new))
             + "\nStart over with --no-resume, or choose another run name."
         )
     return state
@@ -241,7 +253,14 @@ def train(
         )
         # Each rank scores its own stride of the evaluation split; the confusion matrices add up.
         eval_shard = Subset(eval_set, range(info.rank, len(eval_set), info.world_size))
-        eval_loader = DataLoader(eval_shard, batch_size=per_rank, shuffle=False, **loader_kw)
+        # Its own generator: iterating it must not move the global RNG (exact resume).
+        eval_loader = DataLoader(
+            eval_shard,
+            batch_size=per_rank,
+            shuffle=False,
+            generator=torch.Generator().manual_seed(cfg.train.seed),
+            **loader_kw,
+        )
         iters = len(train_loader)
         total_steps = iters * cfg.train.epochs
 

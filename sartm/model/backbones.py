@@ -159,6 +159,9 @@ def _encoder_params(backbone: str) -> dict[str, Any]:
     neck.update(raw["neck"])
     pos = {k: _plain(v) for k, v in _defaults(PositionEmbeddingSine).items()}
     pos.update(raw["position_encoding"])
+    # The warm-up fills a CUDA cache at construction (for compiling sam2's video predictor): it
+    # would open a CUDA context on the default GPU in every process that builds a model.
+    pos["warmup_cache"] = False
     return {
         "scalp": int(raw.get("scalp", 0)),
         "trunk": trunk,

@@ -5,6 +5,7 @@ level is dropped) for a size of `BACKBONES`, freezes all of it (trunk AND neck, 
 do), and adds LoRA to the query and value projections of every block (see `sartm.model.lora`).
 The RGB and thermal batches are concatenated and encoded in ONE pass; with per-modality adapters
 (the paper) the first half goes through adapter "rgb" and the second through "thermal".
+The neck's sine position encodings (inputs of SAM2's video memory) are not computed.
 
 Inputs are ImageNet-normalised images (the data pipeline does it) whose sides are multiples of
 `size_multiple` (32 for every size).
@@ -45,6 +46,15 @@ class EncoderInputError(ValueError):
     """Inputs the encoder cannot take (shape, size multiple, RGB/thermal mismatch)."""
 
 
+class NoPositionEncoding(nn.Module):
+    """Stands in for the neck's sine position encoding: SAM2 feeds it to the video-memory
+    attention, which SARTM does not build, so it is not computed (it would be a (2B, d, H/4, W/4)
+    tensor per level and forward)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.new_empty(0)
+
+
 class RGBTEncoder(nn.Module):
     """SAM2 image encoder shared by RGB and thermal, frozen, with q/v LoRA adapters."""
 
@@ -67,6 +77,7 @@ class RGBTEncoder(nn.Module):
         self.lora_sharing = lora_sharing
         self.adapter_names = SHARING[lora_sharing]
         self.image_encoder = build_image_encoder(backbone)
+        self.image_encoder.neck.position_encoding = NoPositionEncoding()
         self.d_model: int = self.image_encoder.neck.d_model
         self.strides = (4, 8, 16)
         self.size_multiple = size_multiple(backbone)

@@ -38,8 +38,8 @@ def log_file(step: str, name: str, root: Path = paths.RESULTS) -> Path:
 
 
 def stamp_file(name: str, root: Path = paths.RESULTS) -> Path:
-    """Small records of finished set-up steps (tracking store, data, text cache)."""
-    return root / PIPELINE / f"{name}.json"
+    """Small records of finished set-up steps (tracking store, data, text cache), by file name."""
+    return root / PIPELINE / name
 
 
 def metrics_file(run_id: str, root: Path = paths.RESULTS) -> Path:

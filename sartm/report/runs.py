@@ -66,20 +66,34 @@ def runs_tree(name: str) -> Any:
     return spec["runs"]
 
 
-def logical_runs(name: str, params: dict[str, Any], preset: str | None = None) -> list[str]:
-    """The `dataset/run` names an item reads (`all`: the seed-0 id of every training job)."""
+def seed_aliases(params: dict[str, Any], preset: str | None = None) -> list[dict[str, str]]:
+    """For each seed: `dataset/run` of the run list -> the run id of the job that serves it."""
+    seeds = params.get("seeds", [params["train"]["seed"]])
+    return [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(len(seeds))]
+
+
+def logical_runs(
+    name: str, params: dict[str, Any], preset: str | None = None, aliases=None
+) -> list[str]:
+    """The `dataset/run` names an item reads (`all`: every training job of the first seed)."""
     tree = runs_tree(name)
     if tree == ALL:
-        return [c.run_id for c in cfgmod.pipeline_runs(params, preset) if c.seed_index == 0]
+        aliases = aliases or seed_aliases(params, preset)
+        return list(dict.fromkeys(aliases[0].values()))
     return leaves(tree)
 
 
 def job_map(
-    names: list[str], params: dict[str, Any], preset: str | None = None
+    names: list[str],
+    params: dict[str, Any],
+    preset: str | None = None,
+    aliases: list[dict[str, str]] | None = None,
 ) -> dict[str, list[str]]:
-    """Logical run -> the run ids of the training jobs that serve it, one per seed."""
-    seeds = params.get("seeds", [params["train"]["seed"]])
-    aliases = [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(len(seeds))]
+    """Logical run -> the run ids of the training jobs that serve it, one per seed.
+
+    `aliases` (from `seed_aliases`) saves resolving the run list again for every item.
+    """
+    aliases = aliases or seed_aliases(params, preset)
     out: dict[str, list[str]] = {}
     for name in names:
         if name not in aliases[0]:
@@ -91,9 +105,15 @@ def job_map(
     return out
 
 
-def item_jobs(name: str, params: dict[str, Any], preset: str | None = None) -> dict[str, list[str]]:
+def item_jobs(
+    name: str,
+    params: dict[str, Any],
+    preset: str | None = None,
+    aliases: list[dict[str, str]] | None = None,
+) -> dict[str, list[str]]:
     """Logical run -> job run ids, for everything one table or figure reads."""
-    return job_map(logical_runs(name, params, preset), params, preset)
+    aliases = aliases or seed_aliases(params, preset)
+    return job_map(logical_runs(name, params, preset, aliases), params, preset, aliases)
 
 
 def parse_run_options(items: tuple[str, ...] | list[str]) -> dict[str, list[str]]:

@@ -63,3 +63,22 @@ def cfg_factory(tmp_path, data_root):
         return make_cfg(tmp_path, data_root, *overrides, **kwargs)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def trained_mfnet(tmp_path_factory, data_root):
+    """One trained synth-mfnet run (2 epochs; val split: best.pt selected on val), shared by the
+    evaluation and prediction tests: (cfg, results root)."""
+    from sartm.engine.train import train
+
+    tmp = tmp_path_factory.mktemp("mfnet_run")
+    cfg = make_cfg(
+        tmp,
+        data_root,
+        "eval.save_predictions=100",
+        "eval.tsne_pixels=60",
+        dataset="mfnet",
+        run="no-language",
+    )
+    train(cfg, results_root=tmp / "results", quiet=True)
+    return cfg, tmp / "results"

@@ -57,8 +57,12 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(cfg_factory, tmp_pat
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, str(config_file)], cwd=workdir, env=env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", KILLER, str(config_file)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run_dir = workdir / "results" / "train" / "pst900" / "no-language"
@@ -66,7 +70,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(cfg_factory, tmp_pat
 
     resumed = subprocess.run(
         [sys.executable, "-m", "sartm", "train", "--config", str(config_file), "--quiet"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming pst900/no-language" in resumed.stderr + resumed.stdout

@@ -77,7 +77,9 @@ def test_train_writes_everything_needed_to_resume(cfg_factory, tmp_path):
         train(cfg, results_root=tmp_path / "other", resume=True, quiet=True)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cfg_factory, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    cfg_factory, tmp_path, monkeypatch
+):
     import sartm.data.dataset as dataset_module
 
     real_build = dataset_module.build_dataset
@@ -131,8 +133,15 @@ def test_text_cache_is_read_only_when_w3_is_positive(cfg_factory, tmp_path, data
     emb = torch.nn.functional.normalize(torch.randn(len(classes), 16), dim=1)
     cache = tmp_path / "text.pt"
     save_text_cache(
-        {"embeddings": emb, "classes": classes, "prompts": classes, "model": "test",
-         "pretrained": None, "template": None, "random_weights": True},
+        {
+            "embeddings": emb,
+            "classes": classes,
+            "prompts": classes,
+            "model": "test",
+            "pretrained": None,
+            "template": None,
+            "random_weights": True,
+        },
         cache,
     )
     out = train(cfg, results_root=tmp_path / "results", quiet=True, text_cache=cache)
@@ -140,4 +149,6 @@ def test_text_cache_is_read_only_when_w3_is_positive(cfg_factory, tmp_path, data
     state = ck.load_checkpoint(tmp_path / "results" / "train" / "pst900" / "full" / "last.pt")
     assert torch.equal(state["text_embeddings"], emb)
     sim = np.load(tmp_path / "results" / "train" / "pst900" / "full" / "similarity" / "epoch_1.npz")
-    np.testing.assert_allclose(sim["text"], (emb @ emb.T)[sim["class_ids"]][:, sim["class_ids"]], atol=1e-5)
+    np.testing.assert_allclose(
+        sim["text"], (emb @ emb.T)[sim["class_ids"]][:, sim["class_ids"]], atol=1e-5
+    )

@@ -136,6 +136,34 @@ def test_training_moves_only_lora_and_never_the_key_projection():
     enc.routing.groups = ()
 
 
+@pytest.mark.parametrize("sharing", ["per_modality", "shared"])
+def test_fused_update_equals_pefts_own_layer_forward(sharing):
+    """Each part of the batch gets exactly what peft's LoRA layer gives with that adapter alone
+    (scaling, A then B), in the q and v columns; k is the frozen sub-layer's output."""
+    enc = make(sharing, rank=3)
+    randomise_lora(enc)
+    groups = enc.adapter_names
+    enc.routing.groups = groups
+    try:
+        for block in enc.image_encoder.trunk.blocks:
+            qkv = block.attn.qkv
+            x = torch.randn(2 * len(groups), 4, 4, qkv.dim_in)
+            with torch.no_grad():
+                out = qkv(x)
+            d, n = qkv.dim_out, 2
+            for i, adapter in enumerate(groups):
+                part = slice(i * n, (i + 1) * n)
+                for layer in (qkv.q, qkv.v):
+                    layer.set_adapter(adapter)
+                with torch.no_grad():
+                    want_q, want_k, want_v = qkv.q(x[part]), qkv.k(x[part]), qkv.v(x[part])
+                torch.testing.assert_close(out[part, ..., :d], want_q, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(out[part, ..., d : 2 * d], want_k, rtol=0, atol=1e-6)
+                torch.testing.assert_close(out[part, ..., 2 * d :], want_v, rtol=1e-5, atol=1e-5)
+    finally:
+        enc.routing.groups = ()
+
+
 def test_per_modality_adapters_route_each_half_of_the_joint_batch():
     enc = make("per_modality")
     randomise_lora(enc)

@@ -74,7 +74,9 @@ def write_metrics(
     return metrics
 
 
-def write_dataset(data: Path, source: str, *, ids: int = 3, size: tuple[int, int] = (32, 24)) -> Path:
+def write_dataset(
+    data: Path, source: str, *, ids: int = 3, size: tuple[int, int] = (32, 24)
+) -> Path:
     """A tiny processed dataset (common layout) with a few test samples."""
     spec = spec_for(source)
     rng = np.random.default_rng(0)

@@ -13,8 +13,16 @@ import yaml
 from sartm import config as sartm_config
 from sartm import paths
 
-# The commands (sartm, torchrun) run from the environment Snakemake runs in.
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+envvars:
+    "PATH",
+
+
+# The commands (sartm, torchrun) run from the environment Snakemake runs in; each rule also names
+# the conda environment of the project (environment.yml) for `--software-deployment-method conda`.
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
 
 PRESET = config["preset"]
 if PRESET not in config["presets"]:
@@ -42,8 +50,11 @@ FIGURES = list(EXPERIMENTS["figures"])
 RESULTS = paths.RESULTS
 DATA_ROOT = Path(BASE["mfnet"].data.root)
 if any(Path(c.data.root) != DATA_ROOT for c in [*BASE.values(), *JOBS.values()]):
-    raise ValueError("params.yaml: data.root must be the same for every run of the pipeline")
+    raise ValueError(
+        "params.yaml: data.root must be the same for every run of the pipeline"
+    )
 DEFAULT_RESOURCES = {"gpu": 0, "threads": 2, "mem_mb": 4000, "runtime": 60}
+CONDA_ENV = "../../environment.yml"  # relative to workflow/rules/
 
 
 wildcard_constraints:
@@ -114,10 +125,24 @@ def text_file(cfg):
     return str(paths.text_cache(cfg.data.dataset, Path(cfg.data.root)))
 
 
+def write_run_config(run_id, output, log):
+    """The resolved configuration of one job, as `sartm train --config` reads it."""
+    cfg = job(run_id)
+    sartm_config.save_config(cfg, output)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    Path(log).write_text(
+        f"{output}: {cfg.run_id}, preset {cfg.preset}, hash {cfg.hash()}\n"
+    )
+
+
 def run_identity(run_id):
     """What makes a run: its canonical settings minus execution-only keys (sartm.config.hash)."""
     cfg = job(run_id)
-    identity = {"run_id": run_id, "preset": cfg.preset, "settings": cfg.training_identity()}
+    identity = {
+        "run_id": run_id,
+        "preset": cfg.preset,
+        "settings": cfg.training_identity(),
+    }
     return json.dumps(identity, sort_keys=True)
 
 
@@ -133,7 +158,11 @@ def _leaves(tree):
 def runs_tree(name):
     group = "tables" if name in EXPERIMENTS["tables"] else "figures"
     spec = EXPERIMENTS[group][name]
-    return EXPERIMENTS["tables"][spec["table"]]["runs"] if "table" in spec else spec["runs"]
+    return (
+        EXPERIMENTS["tables"][spec["table"]]["runs"]
+        if "table" in spec
+        else spec["runs"]
+    )
 
 
 def item_jobs(name):
@@ -145,7 +174,9 @@ def item_jobs(name):
         logical = _leaves(tree)
     unknown = [lg for lg in logical if lg not in ALIASES[0]]
     if unknown:
-        raise ValueError(f"experiments.yaml: {name}: {unknown} not in params.yaml's run list")
+        raise ValueError(
+            f"experiments.yaml: {name}: {unknown} not in params.yaml's run list"
+        )
     return {lg: list(dict.fromkeys(a[lg] for a in ALIASES)) for lg in logical}
 
 
@@ -241,7 +272,9 @@ def figure_inputs(wildcards):
     mapping = item_jobs(wildcards.figure)
     inputs = {"metrics": item_metrics(mapping)}
     spec = EXPERIMENTS["figures"][wildcards.figure]
-    if spec["kind"] == "qualitative":  # the inputs and ground truth come from the dataset
+    if (
+        spec["kind"] == "qualitative"
+    ):  # the inputs and ground truth come from the dataset
         inputs["data"] = sorted({data_dir(job(r[0])) for r in mapping.values()})
     if spec["kind"] in ("similarity", "curves"):  # files written by training
         inputs["trained"] = [train_done(r[0]) for r in mapping.values()]

@@ -7,10 +7,12 @@
 rule synth:
     output:
         directory(paths.processed_dir("{source}", DATA_ROOT)),
-    params:
-        args=lambda wildcards: synth_args(wildcards.source),
     log:
         log_file("data", "{source}"),
+    conda:
+        CONDA_ENV
+    params:
+        args=lambda wildcards: synth_args(wildcards.source),
     message:
         "Generating the SYNTHETIC stand-in {wildcards.source}"
     shell:
@@ -20,10 +22,12 @@ rule synth:
 rule download:
     output:
         directory(paths.raw_dir("{dataset}", DATA_ROOT)),
-    params:
-        root=str(DATA_ROOT),
     log:
         log_file("data", "download-{dataset}"),
+    conda:
+        CONDA_ENV
+    params:
+        root=lambda wildcards, output: Path(output[0]).parent.parent,
     message:
         "Downloading, verifying and extracting {wildcards.dataset}"
     shell:
@@ -38,6 +42,8 @@ rule prepare:
         directory(paths.processed_dir("{dataset}", DATA_ROOT)),
     log:
         log_file("data", "prepare-{dataset}"),
+    conda:
+        CONDA_ENV
     message:
         "Converting {wildcards.dataset} to the common layout"
     shell:

@@ -6,11 +6,14 @@
 rule tracking:
     output:
         stamp_file("tracking.txt"),
-    params:
-        settings=json.dumps(BASE["mfnet"].sections()["tracking"], sort_keys=True),
     log:
         log_file("tracking", "init"),
+    conda:
+        CONDA_ENV
+    params:
+        settings=json.dumps(BASE["mfnet"].sections()["tracking"], sort_keys=True),
+        preset=PRESET,
     message:
         "Creating the MLflow tracking store and experiment"
     shell:
-        "sartm tracking init --preset {PRESET} > {output} 2> {log}"
+        "sartm tracking init --preset {params.preset} > {output} 2> {log}"

@@ -1,0 +1,122 @@
+"""Data-loading throughput: the real Dataset with the training augmentation, per worker count.
+
+Reads the run's prepared dataset when it exists (`data/processed/<dataset>/`); otherwise writes
+the synthetic stand-in into a scratch folder at the scale of the requested crop, so decoding and
+augmenting cost about what they would on the real images. The scale: the real dataset's width
+times crop / the paper's crop for that dataset (PST900 at crop 1280 -> 1280-pixel-wide images,
+MFNet at crop 800 -> 640), within the generator's 32..1024 pixels. Batches come from a
+`DataLoader` built like the engine's (batch `train.batch_size`, pinned memory on a GPU).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from sartm import paths
+from sartm.config import SYNTHETIC_PREFIX, Config
+from sartm.data.synth import generate, image_size
+
+NATIVE_WIDTH = {"mfnet": 640, "pst900": 1280, "fmb": 800}
+PAPER_CROP = {"mfnet": 800, "pst900": 1280, "fmb": 800}
+SYNTH_WIDTH_RANGE = (32, 1024)
+WORKER_COUNTS = (0, 2, 4, 8)
+
+
+def synth_width(cfg: Config) -> int:
+    """Width of stand-in images whose size relates to the crop as the real images do."""
+    logical = cfg.data.dataset.removeprefix(SYNTHETIC_PREFIX)
+    native, crop = NATIVE_WIDTH.get(logical, 640), PAPER_CROP.get(logical, 800)
+    width = round(native * cfg.data.crop_size / crop)
+    return max(SYNTH_WIDTH_RANGE[0], min(SYNTH_WIDTH_RANGE[1], width))
+
+
+def prepare_data(
+    cfg: Config, scratch: Path, *, samples: int, width: int | None = None
+) -> tuple[Config, dict[str, Any]]:
+    """(the config that reads the data to load, a description of that data)."""
+    real = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
+    if (real / "meta.json").is_file() and width is None:
+        return cfg, {"source": "prepared", "dataset": cfg.data.dataset, "path": str(real)}
+    logical = cfg.data.dataset.removeprefix(SYNTHETIC_PREFIX)
+    name = SYNTHETIC_PREFIX + logical
+    width = width or synth_width(cfg)
+    root = Path(scratch) / "data"
+    started = time.perf_counter()
+    generate(
+        name,
+        paths.processed_dir(name, root),
+        samples={"train": samples, "val": 0, "test": 1},
+        width=width,
+        seed=cfg.synth.seed,
+    )
+    w, h = image_size(name, width)
+    note = ""
+    if logical in NATIVE_WIDTH and width != round(
+        NATIVE_WIDTH[logical] * cfg.data.crop_size / PAPER_CROP[logical]
+    ):
+        note = f"width limited to the generator's {SYNTH_WIDTH_RANGE} pixels"
+    described = {
+        "source": "synthetic (generated for this benchmark)",
+        "dataset": name,
+        "samples": samples,
+        "image_size": [w, h],
+        "generate_s": round(time.perf_counter() - started, 2),
+        "note": note,
+    }
+    return cfg.with_overrides([f"data.root={root}", f"data.dataset={name}"]), described
+
+
+def measure_loading(
+    cfg: Config,
+    *,
+    batches: int,
+    warmup_batches: int = 1,
+    worker_counts: tuple[int, ...] = WORKER_COUNTS,
+    pin_memory: bool = False,
+) -> list[dict[str, Any]]:
+    """Samples/s per worker count over `batches` batches (after `warmup_batches`, which absorb
+    the workers' start-up and are reported as `startup_s`)."""
+    from sartm.data.dataset import build_dataset
+
+    dataset = build_dataset(cfg, "train", train=True)
+    batch = cfg.train.batch_size
+    rows = []
+    for workers in worker_counts:
+        sampler = RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=batch * (warmup_batches + batches),
+            generator=torch.Generator().manual_seed(cfg.train.seed),
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            drop_last=True,
+        )
+        started = time.perf_counter()
+        iterator = iter(loader)
+        for _ in range(warmup_batches):
+            next(iterator)
+        warm = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        seconds = time.perf_counter() - warm
+        del iterator, loader
+        rows.append(
+            {
+                "workers": workers,
+                "batches": batches,
+                "startup_s": warm - started,
+                "seconds": seconds,
+                "samples_per_s": batches * batch / seconds,
+            }
+        )
+    return rows

@@ -1,0 +1,157 @@
+"""`sartm pipeline ...`: run the Snakemake pipeline, and the stages of the generated dvc.yaml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from sartm import config as cfgmod
+
+
+@click.group()
+def pipeline() -> None:
+    """The whole pipeline (Snakemake), its DVC twin (dvc.yaml) and their set-up stages."""
+
+
+PROFILE = "workflow/profiles/default"
+
+
+def _snakemake(args: list[str]) -> int:
+    """Snakemake from this environment, in the project root, with the project's default profile
+    (Snakemake looks for profiles/default beside the Snakefile only; ours is under workflow/)."""
+    command = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE, *args]
+    click.echo(" ".join(command[1:]), err=True)
+    return subprocess.call(command)
+
+
+@pipeline.command("demo", context_settings={"ignore_unknown_options": True})
+@click.option("--cores", default="all", help="CPU cores for Snakemake (a number or 'all').")
+@click.option("--preset", default="demo", help="Preset to run (demo: offline, synthetic).")
+@click.option(
+    "--report/--no-report",
+    "make_report",
+    default=True,
+    help="Also build the browsable report results/report.zip.",
+)
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def demo(cores: str, preset: str, make_report: bool, snakemake_args: tuple[str, ...]) -> None:
+    """Run every stage (target `all`) with Snakemake's default profile, then the report.
+
+    Extra arguments go to Snakemake, e.g. `sartm pipeline demo --cores 2 -- --dry-run`.
+    """
+    common = ["--cores", cores, "--config", f"preset={preset}"]
+    code = _snakemake(["all", *common, *snakemake_args])
+    if (
+        code == 0
+        and make_report
+        and "--dry-run" not in snakemake_args
+        and "-n" not in snakemake_args
+    ):
+        code = _snakemake(["--report", "results/report.zip", *common])
+    if code:
+        raise SystemExit(code)
+
+
+@pipeline.command("report")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+@click.option("--out", default="results/report.zip", help="Report file (.zip or .html).")
+def report_cmd(preset: str | None, out: str) -> None:
+    """Build Snakemake's browsable report of every table and figure (after a run)."""
+    args = ["--report", out] + (["--config", f"preset={preset}"] if preset else [])
+    code = _snakemake(args)
+    if code:
+        raise SystemExit(code)
+
+
+def _params(path: Path) -> dict:
+    try:
+        return cfgmod.load_params(path)
+    except cfgmod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@pipeline.command("dvc-yaml")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--out", type=click.Path(path_type=Path), default="dvc.yaml")
+@click.option("--check", is_flag=True, help="Only check that --out is up to date (exit 1 if not).")
+def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
+    """Write dvc.yaml from params.yaml (the same stages and paths as the Snakefile)."""
+    from sartm.report import dvcgen
+
+    params = _params(params_path)
+    try:
+        if check:
+            if dvcgen.is_stale(params, out):
+                raise click.ClickException(f"{out} is stale: run `sartm pipeline dvc-yaml`")
+            click.echo(f"{out} is up to date")
+            return
+        dvcgen.write(params, out)
+    except dvcgen.DvcGenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{out}: {len(dvcgen.stages(params))} stages")
+
+
+@pipeline.command("jobs")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+def jobs(params_path: Path, preset: str | None) -> None:
+    """The training jobs of the run list: run id, config hash, and the runs each one serves."""
+    params = _params(params_path)
+    seeds = params.get("seeds", [params["train"]["seed"]])
+    served: dict[str, list[str]] = {}
+    for i in range(len(seeds)):
+        for name, run_id in cfgmod.run_aliases(params, preset, seed_index=i).items():
+            served.setdefault(run_id, []).append(name)
+    for cfg in cfgmod.pipeline_runs(params, preset):
+        names = sorted(set(served.get(cfg.run_id, [])))
+        click.echo(f"{cfg.run_id}\t{cfg.hash()}\t{cfg.data.dataset}\t{', '.join(names)}")
+
+
+# --- the set-up stages of dvc.yaml ----------------------------------------------------------
+
+
+@pipeline.command("configs")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+def configs(params_path: Path, preset: str | None) -> None:
+    """Write results/configs/<run_id>.yaml for every training job (only where it changed)."""
+    from sartm.report import stages
+
+    written = stages.write_configs(_params(params_path), preset)
+    changed = [p for p, rewritten in written.items() if rewritten]
+    for path in changed:
+        click.echo(f"{path}: written")
+    click.echo(f"{len(written)} run configs, {len(changed)} changed")
+
+
+@pipeline.command("data")
+@click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+def data_stage(dataset: str, params_path: Path, preset: str | None) -> None:
+    """Make the data source the preset maps DATASET to (synthesise, or download + prepare)."""
+    from sartm.report import stages
+    from sartm.report.runs import ReportError
+
+    try:
+        click.echo(stages.prepare_data(dataset, _params(params_path), preset))
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@pipeline.command("text")
+@click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+def text_stage(dataset: str, params_path: Path, preset: str | None) -> None:
+    """Build DATASET's CLIP text cache when one of its runs distils language (loss.w3 > 0)."""
+    from sartm.report import stages
+    from sartm.report.runs import ReportError
+
+    try:
+        click.echo(stages.embed_text(dataset, _params(params_path), preset))
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from exc

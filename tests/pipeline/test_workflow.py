@@ -1,0 +1,262 @@
+"""The Snakefile's DAG (built through Snakemake's API on a temporary copy) and its DVC twin."""
+
+from __future__ import annotations
+
+import configparser
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pipeline_helpers import REPO, copy_workflow, dag_jobs, of_rule, params, run_ids, snakemake
+
+from sartm import config as cfgmod
+from sartm.report import dvcgen, runs, stages
+from sartm.report.results import config_file, metrics_file
+
+SETUP_RULES = {"run_config", "synth", "download", "prepare", "text_cache", "tracking"}
+
+
+def _item(jobs: list[dict], name: str) -> dict:
+    rule = "table" if name in runs.table_names() else "figure"
+    (job,) = [j for j in of_rule(jobs, rule) if j["wildcards"][rule] == name]
+    return job
+
+
+@pytest.fixture(scope="module")
+def dags(tmp_path_factory):
+    """The jobs of target `all` for each preset."""
+    root = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    return {preset: dag_jobs(root, preset=preset) for preset in ("demo", "paper")}
+
+
+@pytest.mark.parametrize("preset", ["demo", "paper"])
+def test_dag_trains_every_job_once_and_builds_every_table_and_figure(dags, preset):
+    jobs, p = dags[preset], params()
+    trained = run_ids(jobs, "train")
+    assert len(trained) == len(set(trained)), "a training job appears twice"
+    assert set(trained) == {c.run_id for c in cfgmod.pipeline_runs(p, preset)}
+    assert sorted(run_ids(jobs, "evaluate")) == sorted(trained)
+    if preset == "paper":
+        assert len(trained) == 30
+    assert {j["wildcards"]["table"] for j in of_rule(jobs, "table")} == set(runs.table_names())
+    assert {j["wildcards"]["figure"] for j in of_rule(jobs, "figure")} == set(runs.figure_names())
+    assert of_rule(jobs, "summary")[0]["output"] == ["results/summary.md"]
+    for name in [*runs.table_names(), *runs.figure_names()]:
+        job, needed = _item(jobs, name), runs.item_jobs(name, p, preset)
+        expected = {metrics_file(r).as_posix() for ids in needed.values() for r in ids}
+        assert {f for f in job["input"] if f.startswith("results/eval/")} == expected, name
+        assert " ".join(runs.format_run_options(needed)) in job["shellcmd"], name
+    # every run the tables and figures read is trained and evaluated
+    read = {
+        r
+        for name in runs.table_names()
+        for ids in runs.item_jobs(name, p, preset).values()
+        for r in ids
+    }
+    assert read <= set(trained)
+
+
+def test_presets_map_logical_datasets_to_their_sources(dags):
+    demo, paper = dags["demo"], dags["paper"]
+    sources = ("mfnet", "pst900", "fmb")
+    assert {j["output"][0] for j in of_rule(demo, "synth")} == {
+        f"data/processed/synth-{d}" for d in sources
+    }
+    assert not of_rule(demo, "download") and not of_rule(paper, "synth")
+    assert {j["output"][0] for j in of_rule(paper, "prepare")} == {
+        f"data/processed/{d}" for d in sources
+    }
+    assert {j["output"][0] for j in of_rule(paper, "download")} == {
+        f"data/raw/{d}" for d in sources
+    }
+    # otherwise the same graph: same jobs, tables and figures
+    for rule in ("run_config", "train", "evaluate", "table", "figure", "summary"):
+        assert sorted(map(str, (j["output"] for j in of_rule(demo, rule)))) == sorted(
+            map(str, (j["output"] for j in of_rule(paper, rule)))
+        ), rule
+    # every command is handed the resolved config of its run (which carries the preset)
+    (train,) = [j for j in of_rule(paper, "train") if j["wildcards"]["run_id"] == "pst900/full"]
+    assert "sartm train --config results/configs/pst900/full.yaml" in train["shellcmd"]
+    assert {
+        "results/configs/pst900/full.yaml",
+        "data/processed/pst900",
+        "data/text/pst900.pt",
+    } <= set(train["input"])
+    (text,) = [j for j in of_rule(paper, "text_cache") if j["wildcards"]["cache"] == "pst900"]
+    assert "--preset paper" in text["shellcmd"] and "openai" in text["shellcmd"]
+
+
+@pytest.mark.parametrize("target", ["t4", "t6", "t8", "f7", "f8", "curves_t5"])
+def test_one_target_builds_only_what_it_needs(tmp_path, target):
+    folder, ext = ("tables", "md") if target in runs.table_names() else ("figures", "png")
+    jobs = dag_jobs(copy_workflow(tmp_path), f"results/{folder}/{target}.{ext}")
+    needed = {r for ids in runs.item_jobs(target, params()).values() for r in ids}
+    assert set(run_ids(jobs, "train")) == needed
+    assert set(run_ids(jobs, "evaluate")) == needed
+    assert [j["rule"] for j in jobs if j["rule"] not in SETUP_RULES | {"train", "evaluate"}] == [
+        folder[:-1]
+    ]
+
+
+def test_aliases_and_seeds(tmp_path):
+    """Identical runs are one job read by several tables; every run repeats per seed."""
+    p = params()
+    p["seeds"] = [1, 2]
+    p["runs"]["rank8"]["set"] = {"model.lora_rank": 16}  # now the same as pst900/full
+    jobs = dag_jobs(copy_workflow(tmp_path, p), preset="paper")
+    trained = run_ids(jobs, "train")
+    assert len(trained) == len(set(trained)) == 2 * 29
+    assert "pst900/rank8" not in trained and "pst900/full/seed2" in trained
+    t4 = _item(jobs, "t4")
+    assert "--run pst900/rank8=pst900/full --run pst900/rank8=pst900/full/seed2" in t4["shellcmd"]
+    assert {
+        "results/eval/pst900/full/metrics.json",
+        "results/eval/pst900/full/seed2/metrics.json",
+        "results/eval/pst900/rank4/seed2/metrics.json",
+    } <= set(t4["input"])
+
+
+def test_text_cache_only_where_language_is_distilled(tmp_path):
+    p = params()
+    p["presets"]["demo"]["per_dataset"]["fmb"]["loss.w3"] = 0  # no fmb run distils language
+    jobs = dag_jobs(copy_workflow(tmp_path, p), "all_tables")
+    caches = {j["wildcards"]["cache"] for j in of_rule(jobs, "text_cache")}
+    assert caches == {"synth-pst900", "synth-mfnet"}
+    fmb = [j for j in of_rule(jobs, "train") if j["wildcards"]["run_id"].startswith("fmb/")]
+    assert fmb and all(not any("data/text" in f for f in j["input"]) for j in fmb)
+    # fmb/no-language is now fmb/full (the first name in params.yaml): one job, two table rows
+    assert "fmb/no-language" not in run_ids(jobs, "train")
+    assert "--run fmb/no-language=fmb/full" in _item(jobs, "t5")["shellcmd"]
+
+
+def test_dvc_yaml_has_the_same_stages_and_commands(dags):
+    """dvc.yaml (generated) and the Snakefile: same jobs, outputs, dependencies and commands."""
+    p = params()
+    jobs, dvc = dags[p["preset"]], dvcgen.stages(p)
+
+    def outs(stage: dict) -> set[str]:
+        return {next(iter(o)) for kind in ("outs", "metrics") for o in stage.get(kind, [])}
+
+    for rule in ("train", "evaluate"):
+        assert sum(n.startswith(f"{rule}-") for n in dvc) == len(of_rule(jobs, rule))
+        for job in of_rule(jobs, rule):
+            stage = dvc[dvcgen.stage_name(rule, job["wildcards"]["run_id"])]
+            assert set(job["output"]) <= outs(stage)
+            assert stage["cmd"] in job["shellcmd"]
+            assert config_file(job["wildcards"]["run_id"]).as_posix() in stage["deps"]
+    for rule in ("table", "figure"):
+        assert sum(n.startswith(f"{rule}-") for n in dvc) == len(of_rule(jobs, rule))
+        for job in of_rule(jobs, rule):
+            stage = dvc[dvcgen.stage_name(rule, job["wildcards"][rule])]
+            assert set(job["output"]) == outs(stage)
+            assert stage["cmd"] in job["shellcmd"]
+            metrics = {f for f in job["input"] if f.startswith("results/eval/")}
+            assert metrics == {d for d in stage["deps"] if d.startswith("results/eval/")}
+    assert {j["output"][0] for j in of_rule(jobs, "run_config")} == outs(dvc["configs"])
+    assert set(of_rule(jobs, "summary")[0]["output"]) == outs(dvc["summary"])
+    assert set(of_rule(jobs, "tracking")[0]["output"]) == outs(dvc["tracking"])
+
+
+def test_committed_dvc_yaml_is_not_stale():
+    assert not dvcgen.is_stale(cfgmod.load_params(REPO / "params.yaml"), REPO / "dvc.yaml"), (
+        "dvc.yaml is stale: run `sartm pipeline dvc-yaml`"
+    )
+
+
+def test_dvc_yaml_goes_stale_when_the_run_list_changes(tmp_path):
+    p = cfgmod.load_params(REPO / "params.yaml")
+    path = dvcgen.write(p, tmp_path / "dvc.yaml")
+    assert not dvcgen.is_stale(p, path)
+    changed = copy.deepcopy(p)
+    changed["runs"]["rank2"] = {"datasets": ["pst900"], "set": {"model.lora_rank": 2}}
+    assert dvcgen.is_stale(changed, path)
+    assert "train-pst900--rank2" in dvcgen.stages(changed)
+    names = yaml.safe_load(path.read_text())["stages"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names)
+
+
+def test_dvc_config_is_offline():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / ".dvc" / "config")
+    assert cfg["core"]["analytics"] == "false"
+    assert cfg["core"]["check_update"] == "false"
+
+
+def test_run_config_rewritten_only_when_the_training_identity_changes(tmp_path):
+    """Snakemake (params trigger) and DVC (sartm pipeline configs) rewrite the same files."""
+    p = params()
+    root = copy_workflow(tmp_path / "snakemake", p)
+    targets = [config_file(c.run_id).as_posix() for c in cfgmod.pipeline_runs(p, "ci")]
+    snakemake(root, "--cores", "1", "--config", "preset=ci", *targets)
+    assert not [j for j in dag_jobs(root, *targets, preset="ci") if j["needrun"]]
+
+    p["train"]["val_every"] = 2  # execution-only settings never retrain
+    p["tracking"]["experiment"] = "elsewhere"
+    copy_workflow(root, p)
+    assert not [j for j in dag_jobs(root, *targets, preset="ci") if j["needrun"]]
+
+    p["runs"]["rank4"]["set"]["model.lora_rank"] = 5
+    copy_workflow(root, p)
+    pending = [j["output"] for j in dag_jobs(root, *targets, preset="ci") if j["needrun"]]
+    assert pending == [["results/configs/pst900/rank4.yaml"]]
+
+    # the DVC stage: the same files, rewritten by the same rule
+    results = tmp_path / "dvc" / "results"
+    first = stages.write_configs(params(), "ci", results)
+    assert len(first) == len(targets) and all(first.values())
+    assert not any(stages.write_configs(params(), "ci", results).values())
+    changed = stages.write_configs(p, "ci", results)
+    assert [path for path, rewritten in changed.items() if rewritten] == [
+        config_file("pst900/rank4", results)
+    ]
+    assert cfgmod.load_config(config_file("pst900/rank4", results)).model.lora_rank == 5
+
+
+def test_lint_and_format(tmp_path):
+    root = copy_workflow(tmp_path)
+    lint = snakemake(root, "--lint", check=False)
+    assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    fmt = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "workflow/rules"], cwd=root, capture_output=True
+    )
+    assert fmt.returncode == 0, fmt.stderr.decode()
+
+
+def test_profiles(tmp_path):
+    root = copy_workflow(tmp_path)
+    default = yaml.safe_load((root / "workflow/profiles/default/config.yaml").read_text())
+    assert default["resources"] == ["gpu=1"]
+    slurm = yaml.safe_load((root / "workflow/profiles/slurm/config.yaml").read_text())
+    assert slurm["executor"] == "slurm" and slurm["set-resources"]["train"]["slurm_partition"]
+    local = snakemake(
+        root,
+        "-n",
+        "-p",
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--cores",
+        "2",
+        "results/train/pst900/full/train_metrics.json",
+    )
+    assert "workflow/profiles/default" in local.stdout + local.stderr
+    assert "if [ 0 -gt 1 ]" in local.stdout  # demo: no GPU asked
+    # the paper preset asks for a GPU; more than one GPU trains through torchrun
+    cluster = snakemake(
+        root,
+        "-n",
+        "-p",
+        "--profile",
+        "workflow/profiles/slurm",
+        "--config",
+        "preset=paper",
+        "--set-resources",
+        "train:gpu=2",
+        "results/train/pst900/full/train_metrics.json",
+    )
+    assert "if [ 2 -gt 1 ]" in cluster.stdout
+    assert "torchrun --standalone --nproc_per_node=2 -m sartm train" in cluster.stdout

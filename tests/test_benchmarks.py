@@ -1,0 +1,123 @@
+"""Smoke test of the benchmark harness: one tiny step of everything on the CPU, valid JSON out.
+
+No timing is asserted (the machine is shared); the test checks that the real measurement code
+runs end to end and that the figures written are consistent with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the benchmarks folder sits beside the package, not inside it
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.device import peak_tflops  # noqa: E402
+
+TINY = (
+    "--preset", "ci", "--dataset", "pst900",
+    "--set", "model.backbone=test_hiera_micro", "--set", "data.crop_size=64",
+    "--set", "data.eval_size=64", "--set", "train.batch_size=2",
+    "--set", "eval.scales=[0.5,1.0]", "--set", "train.device=cpu",
+)  # fmt: skip
+
+
+def run_harness(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *TINY, "--out", str(out), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done, out
+
+
+def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -> None:
+    done, out = run_harness(
+        tmp_path,
+        "--steps", "1", "--warmup", "0", "--ms-steps", "1",
+        "--what", "train,eval,data", "--compare-baseline", "--workers", "0",
+        "--data-width", "64",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+
+    assert result["schema"] == "sartm-benchmark/1"
+    assert result["errors"] == {}
+    assert result["environment"]["device"].startswith("cpu")
+    assert result["environment"]["torch"] == torch.__version__.split("+")[0]
+    cfg = result["config"]
+    assert (cfg["backbone"], cfg["crop_size"], cfg["batch_size"]) == ("test_hiera_micro", 64, 2)
+    assert cfg["settings"]["data"]["dataset"] == "synth-pst900"
+    assert result["peak"]["tflops"] is None  # a CPU has no MFU
+
+    train = result["train"]
+    opt, base = train["optimised"], train["baseline"]
+    assert opt["switches"]["autocast"] == "fp32"  # precision auto on a CPU
+    assert base["switches"] == {
+        "autocast": "fp32",
+        "compile": False,
+        "fused_adamw": False,
+        "channels_last": False,
+        "tf32_matmul": False,
+        "tf32_cudnn": False,
+    }
+    assert base["config_hash"] != opt["config_hash"]
+    for r in (opt, base):
+        assert r["step"]["n"] == 1 and r["step"]["median_s"] > 0
+        assert r["images_per_s"] == pytest.approx(2 / r["step"]["median_s"])
+        assert r["memory"]["kind"] == "cpu peak resident set"
+        assert r["mfu"] is None
+        assert set(r["last_losses"]) >= {"loss", "ce_s0"}
+    # FLOPs are counted once, including Hiera's CPU attention kernel, and reused by the baseline
+    assert opt["flops_per_step"] > 0 and base["flops_per_step"] == opt["flops_per_step"]
+    assert any("scaled_dot_product" in op for op in opt["flops_by_op"])
+    assert opt["tflops"] == pytest.approx(opt["flops_per_step"] / opt["step"]["median_s"] / 1e12)
+    assert train["speedup"] == pytest.approx(base["step"]["median_s"] / opt["step"]["median_s"])
+
+    single, multi = result["eval"]["single_scale"], result["eval"]["multi_scale_flip"]
+    assert (single["scales"], single["flip"]) == ([1.0], False)
+    assert (multi["scales"], multi["flip"]) == ([0.5, 1.0], True)
+    assert single["eval_size"] == 64 and single["images_per_s"] > 0
+
+    data = result["data"]
+    assert data["dataset"]["dataset"] == "synth-pst900"
+    assert data["dataset"]["image_size"] == [64, 36]  # PST900's 16:9 at the requested width
+    (row,) = data["rows"]
+    assert row["workers"] == 0 and row["samples_per_s"] > 0
+    assert row["vs_training"] == pytest.approx(row["samples_per_s"] / opt["images_per_s"])
+    assert "Training step" in done.stdout and "speed-up" in done.stdout
+
+
+def test_unknown_part_is_refused(tmp_path: Path) -> None:
+    done, out = run_harness(tmp_path, "--what", "train,nonsense")
+    assert done.returncode == 2
+    assert "nonsense" in done.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("NVIDIA H200", 989.4),
+        ("NVIDIA H100 80GB HBM3", 989.4),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA L40S", 362.0),
+        ("NVIDIA L4", 121.0),
+        ("cpu (x86_64)", None),
+        ("Some Future GPU", None),
+    ],
+)
+def test_peak_table_matches_the_most_specific_name(name: str, expected: float | None) -> None:
+    assert peak_tflops(name).tflops == expected
+    assert peak_tflops(name, override=790.0).tflops == 790.0

@@ -1,0 +1,81 @@
+# Tables, figures and the summary read only metrics.json files (and, for the timing table,
+# Snakemake's benchmark files); each table or figure is its own job, so `snakemake
+# results/tables/t4.md` trains and evaluates only what Table IV needs. Every table and figure
+# goes into `snakemake --report results/report.zip` with its caption (workflow/report/).
+
+
+rule table:
+    input:
+        unpack(table_inputs),
+    output:
+        md=report(
+            str(paths.tables_dir() / "{table}.md"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "Markdown"},
+        ),
+        csv=report(
+            str(paths.tables_dir() / "{table}.csv"),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}", "format": "CSV"},
+        ),
+        tex=str(paths.tables_dir() / "{table}.tex"),
+    log:
+        log_file("report", "table-{table}"),
+    conda:
+        CONDA_ENV
+    params:
+        runs=lambda wildcards: run_options(item_jobs(wildcards.table)),
+        out=lambda wildcards, output: Path(output.md).parent,
+        results=RESULTS,
+    message:
+        "Writing table {wildcards.table}"
+    shell:
+        "sartm report tables {wildcards.table} {params.runs:q} --results {params.results:q}"
+        " --out {params.out:q} > {log} 2>&1"
+
+
+rule figure:
+    input:
+        unpack(figure_inputs),
+    output:
+        png=report(
+            str(paths.figures_dir() / "{figure}.png"),
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+        pdf=str(paths.figures_dir() / "{figure}.pdf"),
+    log:
+        log_file("report", "figure-{figure}"),
+    conda:
+        CONDA_ENV
+    params:
+        runs=lambda wildcards: run_options(item_jobs(wildcards.figure)),
+        out=lambda wildcards, output: Path(output.png).parent,
+        results=RESULTS,
+        data=DATA_ROOT,
+    message:
+        "Drawing figure {wildcards.figure}"
+    shell:
+        "MPLBACKEND=Agg sartm report figures {wildcards.figure} {params.runs:q}"
+        " --results {params.results:q} --data {params.data:q} --out {params.out:q} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        item_metrics(summary_jobs()),
+    output:
+        report(SUMMARY, caption="../report/summary.rst", category="Summary"),
+    log:
+        log_file("report", "summary"),
+    conda:
+        CONDA_ENV
+    params:
+        runs=run_options(summary_jobs()),
+        results=RESULTS,
+    message:
+        "Writing the paper-vs-reproduction summary"
+    shell:
+        "sartm report summary {params.runs:q} --results {params.results:q} --out {output:q} > {log} 2>&1"

@@ -1,0 +1,50 @@
+# Training: one job per distinct canonical configuration and seed (runs of the run list whose
+# configuration is identical share one job, sartm.config.run_aliases). Each job gets its resolved
+# configuration as a file written from params.yaml; that file is rewritten - and the run retrained -
+# exactly when the run's training identity changes (execution-only keys such as data.num_workers
+# or the tracking server do not count; sartm.config.EXECUTION_ONLY). Training and evaluation are
+# separate jobs: evaluation can be redone without retraining, and each has its own benchmark.
+# Only train_metrics.json (written last) is declared: last.pt and history.csv stay across a
+# rerun, so an interrupted job resumes where it stopped (sartm train resumes automatically when
+# last.pt has the same config hash).
+
+
+rule run_config:
+    output:
+        config_file("{run_id}"),
+    log:
+        log_file("configs", "{run_id}"),
+    localrule: True
+    params:
+        identity=lambda wildcards: run_identity(wildcards.run_id),
+    message:
+        "Resolving the configuration of {wildcards.run_id} (preset {PRESET})"
+    run:
+        write_run_config(wildcards.run_id, output[0], log[0])
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        train_done("{run_id}"),
+    log:
+        log_file("train", "{run_id}"),
+    benchmark:
+        benchmark_file("train", "{run_id}")
+    conda:
+        CONDA_ENV
+    threads: TRAIN_RESOURCES["threads"]
+    resources:
+        gpu=TRAIN_RESOURCES["gpu"],
+        mem_mb=TRAIN_RESOURCES["mem_mb"],
+        runtime=TRAIN_RESOURCES["runtime"],
+    message:
+        "Training {wildcards.run_id} (preset {PRESET})"
+    shell:
+        # More than one GPU: the same command under torchrun (DDP, one process per GPU).
+        "export OMP_NUM_THREADS={threads}; "
+        "if [ {resources.gpu} -gt 1 ]; then "
+        "torchrun --standalone --nproc_per_node={resources.gpu} -m sartm "
+        "train --config {input.config:q} --quiet; "
+        "else sartm train --config {input.config:q} --quiet; fi > {log} 2>&1"
