@@ -25,6 +25,7 @@ NATIVE_WIDTH = {"mfnet": 640, "pst900": 1280, "fmb": 800}
 PAPER_CROP = {"mfnet": 800, "pst900": 1280, "fmb": 800}
 SYNTH_WIDTH_RANGE = (32, 1024)
 WORKER_COUNTS = (0, 2, 4, 8)
+PREFETCH_FACTOR = 2  # torch's default, as the engine's loaders use it
 
 
 def synth_width(cfg: Config) -> int:
@@ -75,22 +76,29 @@ def measure_loading(
     cfg: Config,
     *,
     batches: int,
-    warmup_batches: int = 1,
     worker_counts: tuple[int, ...] = WORKER_COUNTS,
     pin_memory: bool = False,
 ) -> list[dict[str, Any]]:
-    """Samples/s per worker count over `batches` batches (after `warmup_batches`, which absorb
-    the workers' start-up and are reported as `startup_s`)."""
+    """Steady-state samples/s per worker count.
+
+    The loader's read-ahead would flatter the workers: while the first batch is awaited they
+    fill their queues (`prefetch_factor` batches each). So the first 1 + workers x
+    prefetch_factor batches are drawn untimed (their time, with the workers' start-up, is
+    `startup_s`); by then the queues are drained and the timed batches (at least `batches`,
+    and two per worker) arrive at the rate the workers produce them.
+    """
     from sartm.data.dataset import build_dataset
 
     dataset = build_dataset(cfg, "train", train=True)
     batch = cfg.train.batch_size
     rows = []
     for workers in worker_counts:
+        untimed = 1 + workers * PREFETCH_FACTOR
+        timed = max(batches, 2 * workers)
         sampler = RandomSampler(
             dataset,
             replacement=True,
-            num_samples=batch * (warmup_batches + batches),
+            num_samples=batch * (untimed + timed),
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
         loader = DataLoader(
@@ -100,23 +108,25 @@ def measure_loading(
             num_workers=workers,
             pin_memory=pin_memory,
             drop_last=True,
+            prefetch_factor=PREFETCH_FACTOR if workers else None,
         )
         started = time.perf_counter()
         iterator = iter(loader)
-        for _ in range(warmup_batches):
+        for _ in range(untimed):
             next(iterator)
         warm = time.perf_counter()
-        for _ in range(batches):
+        for _ in range(timed):
             next(iterator)
         seconds = time.perf_counter() - warm
         del iterator, loader
         rows.append(
             {
                 "workers": workers,
-                "batches": batches,
+                "untimed_batches": untimed,
+                "batches": timed,
                 "startup_s": warm - started,
                 "seconds": seconds,
-                "samples_per_s": batches * batch / seconds,
+                "samples_per_s": timed * batch / seconds,
             }
         )
     return rows

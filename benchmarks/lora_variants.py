@@ -1,6 +1,7 @@
 """Speed of the q/v LoRA designs on the SAM2 encoder (run on demand, not a test).
 
     python benchmarks/lora_variants.py [--backbones test_hiera_tiny sam2_hiera_s] [--side 256]
+    # on a shared CPU machine, steadier: --threads 1 --cpu-time
 
 Variants, all with per-modality adapters over the joint RGB+thermal batch:
   fused   (used)  one matmul with the concatenated frozen q|k|v weight; both adapters' q and v
@@ -62,6 +63,9 @@ class SplitQKV(QKVProjection):
         return torch.cat([q, k, v], dim=-1)
 
 
+CLOCK = time.perf_counter
+
+
 def timed(steps: dict, repeats: int) -> dict[str, float]:
     """Best time per step; the variants take turns so that other load on the machine hits all."""
     for step in steps.values():
@@ -69,9 +73,9 @@ def timed(steps: dict, repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start = CLOCK()
             step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(CLOCK() - start)
     return {name: min(t) for name, t in times.items()}
 
 
@@ -154,7 +158,7 @@ def run(backbone: str, *, side: int, batch: int, rank: int, repeats: int, device
 
     print(
         f"\n{backbone}: 2 x ({batch}, 3, {side}, {side}) on {device}, rank {rank}, "
-        f"best of {repeats}, {torch.get_num_threads()} threads"
+        f"best of {repeats}, {torch.get_num_threads()} threads, clock {CLOCK.__name__}"
     )
     base = {"train": results["train fused (used)"], "infer": results["infer merged (used)"]}
     for name, seconds in results.items():
@@ -171,9 +175,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time (steadier on a shared machine; use --threads 1)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
     for backbone in args.backbones:
         run(
             backbone,

@@ -80,7 +80,10 @@ def format_table(result: dict[str, Any]) -> str:
             _train_rows(train),
         )
         if train.get("speedup"):
-            lines.append(f"  speed-up, optimised vs baseline: {train['speedup']:.2f}x")
+            lines.append(
+                f"  speed-up, optimised vs baseline: {train['speedup']:.2f}x median step, "
+                f"{train['speedup_min']:.2f}x fastest step"
+            )
     ev = result.get("eval")
     if ev:
         lines += [

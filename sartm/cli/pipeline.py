@@ -127,6 +127,28 @@ def configs(params_path: Path, preset: str | None) -> None:
     click.echo(f"{len(written)} run configs, {len(changed)} changed")
 
 
+@pipeline.command("config")
+@click.argument("run_id")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="[default: results/configs/<RUN_ID>.yaml]",
+)
+def config_cmd(run_id: str, params_path: Path, preset: str | None, out: Path | None) -> None:
+    """Write the resolved configuration of one training job (what `sartm train --config` reads)."""
+    from sartm.report import stages
+    from sartm.report.runs import ReportError
+
+    try:
+        cfg, path = stages.write_config(run_id, _params(params_path), preset, out)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{path}: {cfg.run_id}, preset {cfg.preset}, config hash {cfg.hash()}")
+
+
 @pipeline.command("data")
 @click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")

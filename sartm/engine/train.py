@@ -304,7 +304,9 @@ def train(
         raw_model = model
         if info.enabled:
             model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                gradient_as_bucket_view=True,
             )
         if cfg.train.compile:
             model = torch.compile(model)
@@ -426,7 +428,8 @@ def train(
             seconds = time.perf_counter() - started
             progress.train_time_s += seconds
             row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
-            row.update({f"train_{k}": v / iters for k, v in sums.items()})
+            means = _mean_over_ranks(sums, iters, info)  # the global batch's losses
+            row.update({f"train_{k}": v for k, v in means.items()})
             row["images_per_s"] = images / max(seconds, 1e-9)
 
             # Validation (selection split), every val_every epochs and after the last one.
@@ -510,6 +513,16 @@ def train(
 
         result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
     return result
+
+
+def _mean_over_ranks(sums: dict[str, float], iters: int, info: runtime.Dist) -> dict[str, float]:
+    """Per-iteration means of the loss sums, averaged over the ranks (each saw 1/N of a batch)."""
+    names = sorted(sums)
+    values = torch.tensor([sums[k] for k in names], dtype=torch.float64)
+    if info.enabled:
+        torch.distributed.all_reduce(values)
+        values /= info.world_size
+    return {k: float(v) / iters for k, v in zip(names, values)}
 
 
 def _gather(items: list[Any], info: runtime.Dist) -> list[Any]:

@@ -75,6 +75,20 @@ def write_configs(
     return out
 
 
+def write_config(
+    run_id: str, params: dict[str, Any], preset: str | None = None, out: Path | None = None
+) -> tuple[cfgmod.Config, Path]:
+    """The resolved configuration of one training job (the Snakefile's run_config rule)."""
+    jobs = {c.run_id: c for c in cfgmod.pipeline_runs(params, preset)}
+    if run_id not in jobs:
+        raise ReportError(
+            f"{run_id!r} is not a training job of the run list; jobs: {', '.join(jobs)}"
+        )
+    path = out or config_file(run_id)
+    cfgmod.save_config(jobs[run_id], path)
+    return jobs[run_id], path
+
+
 def synth_args(cfg: cfgmod.Config) -> list[str]:
     """The preset's generator settings, explicitly (as the Snakefile's synth rule passes them)."""
     args = [f"--samples-{split}={n}" for split, n in sorted(cfg.synth.samples.items())]

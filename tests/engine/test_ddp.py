@@ -1,11 +1,15 @@
 """`torchrun --nproc_per_node 2` (gloo, CPU) trains like one process on the same global batch.
 
-Both see the same samples per step (one DistributedSampler permutation; batch_size is global)
-and average the same gradients, so the only differences come from what is computed per rank by
-design: BatchNorm batch statistics (2 images per rank instead of 4), OHEM's pixel selection and
-the class prototypes. This test switches the latter two off (plain CE, no L_cr / L_se) and the
-augmentation (deterministic crops), so the remaining gap is BatchNorm's, which must stay small:
-the trained weights differ by < 10% of the distance they moved from their start.
+Both see the same samples per step (one DistributedSampler permutation; `train.batch_size` is
+the global batch) and average the same gradients. What differs by design is computed per rank:
+BatchNorm batch statistics (2 images per rank instead of 4), OHEM's pixel selection and the class
+prototypes. The test switches OHEM and the prototypes off (plain CE, w2 = w3 = 0) and the random
+augmentation, then checks two things:
+- with BatchNorm on fixed statistics (patched in both runs), DDP reproduces the single process:
+  weights within 0.1% of the distance they moved (float summation order, which Adam amplifies
+  on near-zero gradients), identical validation scores;
+- with real per-rank BatchNorm, the stated tolerance: global train loss per epoch within 1%
+  relative, validation mIoU within 0.05, and the weights closer to each other than to the start.
 """
 
 from __future__ import annotations
@@ -14,13 +18,39 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 
 import pytest
-import torch
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from sartm.config import save_config
 from sartm.engine import checkpointing as ck
+from sartm.engine.modelio import build
 from sartm.engine.train import train
+
+FIXED_BN = textwrap.dedent(
+    """
+    import sys
+    import torch.nn.functional as F
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    def forward(self, x):  # BatchNorm on its running statistics, in training too
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+    _BatchNorm.forward = forward
+    from sartm.cli import cli
+    cli(sys.argv[1:])
+    """
+)
+RUN = ("train", "mfnet", "no-aux", "last.pt")
+
+
+def _fixed_bn_forward(self, x):
+    return F.batch_norm(
+        x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+    )
 
 
 def _free_port() -> int:
@@ -29,8 +59,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _torchrun(entry: list[str], config_file, workdir) -> dict:
+    workdir.mkdir()
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        *entry, "train", "--config", str(config_file), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "2 process(es)" in done.stdout + done.stderr
+    return ck.load_checkpoint(workdir.joinpath("results", *RUN))
+
+
+def _distances(cfg, a: dict, b: dict) -> tuple[float, float]:
+    """(|a - b|, |b - start|) over the trained parameters (BatchNorm statistics left out)."""
+    model, _ = build(cfg, 9, None)
+    moved = gap = 0.0
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            moved += float((b["model"][name] - param.detach()).norm() ** 2)
+            gap += float((b["model"][name] - a["model"][name]).norm() ** 2)
+    return gap**0.5, moved**0.5
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(cfg_factory, tmp_path):
+def test_two_gloo_processes_match_one_process(cfg_factory, tmp_path, monkeypatch):
     cfg = cfg_factory(
         "loss.ce=plain",
         "loss.w1=0",
@@ -46,51 +103,25 @@ def test_two_gloo_processes_match_one_process(cfg_factory, tmp_path):
     )
     config_file = tmp_path / "config.yaml"
     save_config(cfg, config_file)
-    workdir = tmp_path / "ddp"
-    workdir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "sartm",
-        "train",
-        "--config",
-        str(config_file),
-        "--quiet",
-    ]
-    done = subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=480
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "2 process(es)" in done.stdout + done.stderr
 
-    single = train(cfg, results_root=tmp_path / "single", quiet=True)
-    run = ("train", "mfnet", "no-aux", "last.pt")
-    a = ck.load_checkpoint(workdir.joinpath("results", *run))
-    b = ck.load_checkpoint(tmp_path.joinpath("single", *run))
-    assert a["world_size"] == 2 and b["world_size"] == 1 and a["step"] == b["step"] == 4
+    # 1. BatchNorm on fixed statistics: nothing is per rank any more, DDP must be exact.
+    (tmp_path / "fixed_bn.py").write_text(FIXED_BN)
+    ddp = _torchrun([str(tmp_path / "fixed_bn.py")], config_file, tmp_path / "ddp_fixed")
+    with monkeypatch.context() as patch:
+        patch.setattr(_BatchNorm, "forward", _fixed_bn_forward)
+        train(cfg, results_root=tmp_path / "single_fixed", quiet=True)
+    single = ck.load_checkpoint(tmp_path.joinpath("single_fixed", *RUN))
+    assert ddp["world_size"] == 2 and single["world_size"] == 1 and ddp["step"] == single["step"]
+    gap, moved = _distances(cfg, ddp, single)
+    assert moved > 0 and gap < 1e-3 * moved, (gap, moved)
+    assert ddp["history"][-1]["val_miou"] == pytest.approx(single["history"][-1]["val_miou"])
 
-    initial = _initial_parameters(cfg, num_classes=9)
-    moved = gap = 0.0
-    for key, start in initial.items():  # trained parameters only (BatchNorm stats are per rank)
-        moved += float((b["model"][key] - start).norm() ** 2)
-        gap += float((b["model"][key] - a["model"][key]).norm() ** 2)
-    assert moved > 0 and gap**0.5 < 0.1 * moved**0.5, (gap**0.5, moved**0.5)
-    ddp_miou = a["history"][-1]["val_miou"]
-    assert abs(ddp_miou - single["final"]["val_miou"]) < 0.05
-
-
-def _initial_parameters(cfg, *, num_classes: int) -> dict[str, torch.Tensor]:
-    """The trainable parameters of the freshly built model (the common start point)."""
-    from sartm.engine.modelio import build
-
-    model, _ = build(cfg, num_classes, None)
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    # 2. Real BatchNorm (per-rank batch statistics): agreement within the stated tolerance.
+    ddp = _torchrun(["-m", "sartm"], config_file, tmp_path / "ddp")
+    train(cfg, results_root=tmp_path / "single", quiet=True)
+    single = ck.load_checkpoint(tmp_path.joinpath("single", *RUN))
+    for a, b in zip(ddp["history"], single["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.01)
+    assert abs(ddp["history"][-1]["val_miou"] - single["history"][-1]["val_miou"]) < 0.05
+    gap, moved = _distances(cfg, ddp, single)
+    assert gap < moved, (gap, moved)

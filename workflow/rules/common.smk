@@ -125,16 +125,6 @@ def text_file(cfg):
     return str(paths.text_cache(cfg.data.dataset, Path(cfg.data.root)))
 
 
-def write_run_config(run_id, output, log):
-    """The resolved configuration of one job, as `sartm train --config` reads it."""
-    cfg = job(run_id)
-    sartm_config.save_config(cfg, output)
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    Path(log).write_text(
-        f"{output}: {cfg.run_id}, preset {cfg.preset}, hash {cfg.hash()}\n"
-    )
-
-
 def run_identity(run_id):
     """What makes a run: its canonical settings minus execution-only keys (sartm.config.hash)."""
     cfg = job(run_id)

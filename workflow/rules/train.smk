@@ -15,12 +15,16 @@ rule run_config:
     log:
         log_file("configs", "{run_id}"),
     localrule: True
+    conda:
+        CONDA_ENV
     params:
         identity=lambda wildcards: run_identity(wildcards.run_id),
+        preset=PRESET,
     message:
         "Resolving the configuration of {wildcards.run_id} (preset {PRESET})"
-    run:
-        write_run_config(wildcards.run_id, output[0], log[0])
+    shell:
+        "sartm pipeline config {wildcards.run_id} --preset {params.preset} --out {output:q}"
+        " > {log} 2>&1"
 
 
 rule train:
