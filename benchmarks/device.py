@@ -37,7 +37,7 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 PROC_STATUS = Path("/proc/self/status")
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
-MB = 1024**2
+MIB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,15 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
+def memory_now(device: torch.device) -> int:
+    """Bytes held now: CUDA tensors allocated, or the CPU process's resident set."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.memory_allocated(device)
+    _return_freed_memory()
+    return (_status_kb("VmRSS") or 0) * 1024
+
+
 class PeakMemory:
     """Peak memory of the enclosed block, in MiB.
 
@@ -169,7 +178,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
-            extra = {"reserved_mb": round(torch.cuda.max_memory_reserved(self.device) / MB, 1)}
+            extra = {"reserved_mb": round(torch.cuda.max_memory_reserved(self.device) / MIB, 1)}
             kind, report = "cuda max_memory_allocated", "peak_mb"
         else:
             hwm_kb = _status_kb("VmHWM") if self._exact else None
@@ -180,9 +189,9 @@ class PeakMemory:
         self.result = {
             "kind": kind,
             "report": report,
-            "peak_mb": round(peak / MB, 1),
-            "start_mb": round(self._start / MB, 1),
-            "delta_mb": round(max(peak - self._start, 0) / MB, 1),
+            "peak_mb": round(peak / MIB, 1),
+            "start_mb": round(self._start / MIB, 1),
+            "delta_mb": round(max(peak - self._start, 0) / MIB, 1),
             "exact": self._exact,
             **extra,
         }

@@ -1,8 +1,8 @@
 """Evaluation throughput at the evaluation size, as `sartm evaluate` runs it.
 
 The model is prepared like a loaded checkpoint (eval mode, LoRA merged: `modelio.load_trained`)
-and each batch goes through the engine's own `predict_probs` (single scale, or the configured
-scales with horizontal flips, softmax-averaged) and the argmax, at the run's inference
+and each batch goes through the engine's own `predict_probs` (single scale, or `eval.scales`
+with horizontal flips when `eval.flip`, softmax-averaged) and the argmax, at the run's inference
 precision. Inputs are random tensors of the padded evaluation size (`data.eval_size` square),
 batch `train.batch_size` (what the engine's evaluation loader uses).
 """
@@ -36,7 +36,7 @@ def _time_eval(
 ) -> dict[str, Any]:
     batch, size = cfg.train.batch_size, cfg.data.eval_size
     scales = tuple(cfg.eval.scales) if multi_scale else (1.0,)
-    flip = multi_scale
+    flip = multi_scale and cfg.eval.flip  # as the engine's evaluation decides
     model = build_benchmark_model(cfg, device).eval()
     model.merge_lora()
     dtype = runtime.amp_dtype(cfg.train.precision, device)
@@ -55,7 +55,9 @@ def _time_eval(
                 step()
     stats = summarise(timer.seconds())
     return {
-        "mode": f"{len(scales)} scales + flip" if multi_scale else "single scale",
+        "mode": (f"{len(scales)} scales" + (" + flip" if flip else ""))
+        if multi_scale
+        else "single scale",
         "scales": list(scales),
         "flip": flip,
         "batch": batch,

@@ -76,8 +76,12 @@ def format_table(result: dict[str, Any]) -> str:
     if train:
         lines += ["", "Training step (random inputs on the device, random weights)"]
         lines += _grid(
-            ["variant", "img/s", "median ms", "p10 ms", "p90 ms", mem, "TFLOP/s", "MFU"],
+            ["variant", "img/s", "median ms", "p10 ms", "p90 ms", "memory MiB", "TFLOP/s", "MFU"],
             _train_rows(train),
+        )
+        lines.append(
+            "  memory: the variant's own (weights, optimiser, inputs) + its largest step growth"
+            + ("" if env["device_type"] == "cuda" else ", as resident set")
         )
         if train.get("speedup"):
             lines.append(

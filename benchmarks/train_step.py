@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from benchmarks.device import PeakMemory
+from benchmarks.device import MIB, PeakMemory, memory_now
 from benchmarks.flops import count_flops
 from benchmarks.timing import StepTimer, summarise
 from sartm.config import Config
@@ -103,16 +104,20 @@ def tf32(enabled: bool | None) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def switches(cfg: Config, device: torch.device) -> dict[str, Any]:
-    """The optimisation switches in effect for `cfg` on `device`, as the engine applies them."""
+def switches(cfg: Config, device: torch.device, tf32_enabled: bool | None = None) -> dict[str, Any]:
+    """The optimisation switches in effect for `cfg` on `device`, as the engine applies them
+    (TF32: forced on or off, or None for torch's current setting)."""
     dtype = runtime.amp_dtype(cfg.train.precision, device)
+    cuda = device.type == "cuda"
     return {
         "autocast": str(dtype).removeprefix("torch.") if dtype else "fp32",
         "compile": cfg.train.compile,
         "fused_adamw": device.type == "cuda" and cfg.train.fused_adamw,
         "channels_last": cfg.train.channels_last,
-        "tf32_matmul": device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
-        "tf32_cudnn": device.type == "cuda" and torch.backends.cudnn.allow_tf32,
+        "tf32_matmul": cuda
+        and (torch.backends.cuda.matmul.allow_tf32 if tf32_enabled is None else tf32_enabled),
+        "tf32_cudnn": cuda
+        and (torch.backends.cudnn.allow_tf32 if tf32_enabled is None else tf32_enabled),
     }
 
 
@@ -124,97 +129,170 @@ def release(device: torch.device) -> None:
     torch._dynamo.reset()
 
 
+class TrainingRunner:
+    """One variant's model, optimiser and inputs, taking steps as the engine's loop does."""
+
+    def __init__(self, cfg: Config, device: torch.device, *, tf32_enabled: bool | None) -> None:
+        self.cfg, self.device, self.tf32_enabled = cfg, device, tf32_enabled
+        self.model = build_benchmark_model(cfg, device).train()
+        self.optimizer = build_optimizer(
+            self.model,
+            lr=cfg.train.lr,
+            weight_decay=cfg.train.weight_decay,
+            fused=device.type == "cuda" and cfg.train.fused_adamw,
+        )
+        self.dtype = runtime.amp_dtype(cfg.train.precision, device)
+        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        self.inputs = random_inputs(
+            cfg, device, size=cfg.data.crop_size, batch=cfg.train.batch_size
+        )
+        self.last_losses: dict[str, float] = {}
+
+    def tensor_bytes(self) -> int:
+        """Bytes of the tensors this variant keeps: weights, buffers, gradients, optimiser state
+        and inputs (each storage once)."""
+        tensors = [*self.model.parameters(), *self.model.buffers(), *self.inputs]
+        tensors += [p.grad for p in self.model.parameters() if p.grad is not None]
+        for state in self.optimizer.state.values():
+            tensors += [t for t in state.values() if torch.is_tensor(t)]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        return sum(storages.values())
+
+    def count_flops(self) -> tuple[int, dict[str, int]]:
+        """FLOPs of forward + losses + backward, in eager mode (gradients discarded after)."""
+        rgb, thermal, label = self.inputs
+
+        def eager_step() -> None:
+            with runtime.autocast(self.device, self.dtype):
+                loss, _ = self.model.compute_loss(self.model(rgb, thermal), label)
+            loss.backward()
+
+        with tf32(self.tf32_enabled):
+            counted = count_flops(eager_step)
+        self.optimizer.zero_grad(set_to_none=True)
+        return counted
+
+    def step(self) -> None:
+        rgb, thermal, label = self.inputs
+        with tf32(self.tf32_enabled):
+            with runtime.autocast(self.device, self.dtype):
+                outputs = self.forward(rgb, thermal)
+                loss, terms = self.model.compute_loss(outputs, label)
+            if not torch.isfinite(loss):
+                raise BenchmarkError(f"non-finite loss {float(loss)} in the training step")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.train.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            self.optimizer.step()
+        self.last_losses = {"loss": float(loss.detach())}
+        self.last_losses.update({k: float(v) for k, v in terms.items()})
+
+
+@dataclass
+class _Variant:
+    cfg: Config
+    tf32_enabled: bool | None
+    runner: TrainingRunner | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    timer: StepTimer | None = None
+    step_peak_mb: float = 0.0
+
+
 def measure_training(
-    cfg: Config,
+    variants: dict[str, tuple[Config, bool | None]],
     device: torch.device,
     *,
     steps: int,
     warmup: int,
-    tf32_enabled: bool | None = None,
-    flops: int | None = None,
     peak_tflops: float | None = None,
-) -> dict[str, Any]:
-    """Time `warmup` + `steps` training steps of `cfg` on random inputs.
+) -> dict[str, dict[str, Any]]:
+    """Time training steps of each variant {name: (config, tf32 on/off/None = as is)}.
 
-    tf32_enabled: force TF32 on or off for the measurement (None: as the engine leaves it).
-    flops: model FLOPs per step when already known (the count does not depend on the switches);
-    None counts them once here, in an extra eager step that is not timed.
+    Each variant is built and warmed up in turn (`warmup` untimed steps: compilation,
+    autotuning, optimiser state), then the timed steps alternate between the variants, so that
+    other load on the machine falls on all of them alike. Memory per variant, in MiB:
+    `static_mb`, what it keeps between steps (weights, gradients, optimiser state, inputs: GPU
+    allocator memory after building and warming it up; on a CPU the bytes of those tensors),
+    plus `step_peak_mb`, the largest growth during one of its steps (activations; GPU
+    allocator peak, CPU resident set); `memory_mb` is their sum: what it needs on its own.
+    Model FLOPs are counted once, on the first variant (the count does not depend on the
+    switches). A variant that fails (e.g. out of memory) gets {"error": ...}; the others go on.
     """
+    state = {name: _Variant(cfg, tf32_on) for name, (cfg, tf32_on) in variants.items()}
+    flops: tuple[int, dict[str, int]] | None = None
     try:
-        with tf32(tf32_enabled):
-            result = _time_training(cfg, device, steps=steps, warmup=warmup, flops=flops)
-    finally:
-        release(device)
-    achieved = result["flops_per_step"] / result["step"]["median_s"] / 1e12
-    result["tflops"] = achieved
-    result["mfu"] = achieved / peak_tflops if peak_tflops else None
-    return result
-
-
-def _time_training(
-    cfg: Config, device: torch.device, *, steps: int, warmup: int, flops: int | None
-) -> dict[str, Any]:
-    batch, size = cfg.train.batch_size, cfg.data.crop_size
-    model = build_benchmark_model(cfg, device)
-    model.train()
-    optimizer = build_optimizer(
-        model,
-        lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-        fused=device.type == "cuda" and cfg.train.fused_adamw,
-    )
-    dtype = runtime.amp_dtype(cfg.train.precision, device)
-    forward = torch.compile(model) if cfg.train.compile else model
-    rgb, thermal, label = random_inputs(cfg, device, size=size, batch=batch)
-    result: dict[str, Any] = {
-        "config_hash": cfg.hash(),
-        "switches": switches(cfg, device),
-        "batch": batch,
-        "crop": size,
-    }
-
-    if flops is None:
-
-        def eager_step() -> None:
-            with runtime.autocast(device, dtype):
-                loss, _ = model.compute_loss(model(rgb, thermal), label)
-            loss.backward()
-
-        flops, result["flops_by_op"] = count_flops(eager_step)
-        optimizer.zero_grad(set_to_none=True)
-
-    last: dict[str, float] = {}
-
-    def step() -> None:
-        with runtime.autocast(device, dtype):
-            outputs = forward(rgb, thermal)
-            loss, terms = model.compute_loss(outputs, label)
-        if not torch.isfinite(loss):
-            raise BenchmarkError(f"non-finite loss {float(loss)} in the training step")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
-        last["loss"] = float(loss.detach())
-        last.update({k: float(v) for k, v in terms.items()})
-
-    warm_timer, timer = StepTimer(device), StepTimer(device)
-    with PeakMemory(device) as memory:
-        for _ in range(warmup):
-            with warm_timer.step():
-                step()
+        for v in state.values():
+            try:
+                before = memory_now(device) if device.type == "cuda" else 0
+                v.runner = TrainingRunner(v.cfg, device, tf32_enabled=v.tf32_enabled)
+                warm = StepTimer(device)
+                for _ in range(warmup):
+                    with warm.step():
+                        v.runner.step()
+                v.result["warmup_s"] = warm.seconds()
+                # GPU: what the allocator holds for it; CPU: its tensors (the resident set would
+                # also count libraries the first variant happens to load)
+                if device.type == "cuda":
+                    held = memory_now(device) - before
+                else:
+                    held = v.runner.tensor_bytes()
+                v.result["static_mb"] = round(held / MIB, 1)
+                if flops is None:  # after the snapshot: the counting pass is not the variant's
+                    flops = v.runner.count_flops()
+                    v.result["flops_by_op"] = flops[1]
+                v.timer = StepTimer(device)
+            except (torch.cuda.OutOfMemoryError, BenchmarkError) as exc:
+                _fail(v, exc, device)
         for _ in range(steps):
-            with timer.step():
-                step()
-    stats = summarise(timer.seconds())
+            for v in state.values():
+                if v.runner is None:
+                    continue
+                try:
+                    with PeakMemory(device) as memory, v.timer.step():
+                        v.runner.step()
+                    v.step_peak_mb = max(v.step_peak_mb, memory.result["delta_mb"])
+                    v.result["memory_kind"] = memory.result["kind"]
+                except (torch.cuda.OutOfMemoryError, BenchmarkError) as exc:
+                    _fail(v, exc, device)
+        return {
+            name: v.result if "error" in v.result else _summary(v, device, flops, peak_tflops)
+            for name, v in state.items()
+        }
+    finally:
+        for v in state.values():
+            v.runner = None
+        release(device)
+
+
+def _fail(v: _Variant, exc: Exception, device: torch.device) -> None:
+    v.runner = None
+    v.result = {"config_hash": v.cfg.hash(), "error": f"{type(exc).__name__}: {exc}"[:500]}
+    release(device)
+
+
+def _summary(
+    v: _Variant,
+    device: torch.device,
+    flops: tuple[int, dict[str, int]] | None,
+    peak_tflops: float | None,
+) -> dict[str, Any]:
+    cfg = v.cfg
+    stats = summarise(v.timer.seconds())
+    total = flops[0] if flops else None
+    achieved = total / stats["median_s"] / 1e12 if total else None
     return {
-        **result,
-        "warmup_s": warm_timer.seconds(),
+        "config_hash": cfg.hash(),
+        "switches": switches(cfg, device, v.tf32_enabled),
+        "batch": cfg.train.batch_size,
+        "crop": cfg.data.crop_size,
+        **v.result,
         "step": stats,
-        "images_per_s": batch / stats["median_s"],
-        "memory": memory.result,
-        "memory_mb": memory.reported_mb,
-        "flops_per_step": flops,
-        "last_losses": last,
+        "images_per_s": cfg.train.batch_size / stats["median_s"],
+        "step_peak_mb": v.step_peak_mb,
+        "memory_mb": round(v.result["static_mb"] + v.step_peak_mb, 1),
+        "flops_per_step": total,
+        "tflops": achieved,
+        "mfu": achieved / peak_tflops if achieved and peak_tflops else None,
+        "last_losses": v.runner.last_losses,
     }

@@ -77,7 +77,8 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
     for r in (opt, base):
         assert r["step"]["n"] == 1 and r["step"]["median_s"] > 0
         assert r["images_per_s"] == pytest.approx(2 / r["step"]["median_s"])
-        assert r["memory"]["kind"] == "cpu peak resident set"
+        assert r["memory_kind"] == "cpu peak resident set"
+        assert r["memory_mb"] == pytest.approx(r["static_mb"] + r["step_peak_mb"], abs=0.11)
         assert r["mfu"] is None
         assert set(r["last_losses"]) >= {"loss", "ce_s0"}
     # FLOPs are counted once, including Hiera's CPU attention kernel, and reused by the baseline

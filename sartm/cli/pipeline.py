@@ -149,6 +149,30 @@ def config_cmd(run_id: str, params_path: Path, preset: str | None, out: Path | N
     click.echo(f"{path}: {cfg.run_id}, preset {cfg.preset}, config hash {cfg.hash()}")
 
 
+@pipeline.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="The job's resolved configuration (results/configs/...).",
+)
+@click.option("--gpus", default=0, help="GPUs given to the job: more than one runs torchrun.")
+def train_cmd(config_path: Path, gpus: int) -> None:
+    """Train one job of the pipeline: resume an interrupted run, start over a superseded one."""
+    import os
+
+    from sartm.report import stages
+
+    try:
+        command = stages.train_command(config_path, gpus)
+    except cfgmod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(" ".join(command[1:]), err=True)
+    sys.stdout.flush()
+    os.execv(command[0], command)
+
+
 @pipeline.command("data")
 @click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")

@@ -121,10 +121,10 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
         if needs_text:
             deps.append(_posix(stamp_file(f"text-{ds}.json")))
         out[stage_name("train", run_id)] = {
-            "cmd": f"sartm train --config {_posix(config_file(run_id))} --quiet",
+            "cmd": f"sartm pipeline train --config {_posix(config_file(run_id))}",
             "deps": deps,
-            # last.pt and history.csv persist so that an interrupted run resumes (auto-resume
-            # when the config hash matches; a changed config starts over).
+            # last.pt and history.csv persist so that an interrupted run resumes (same config
+            # hash; `sartm pipeline train` starts a superseded one over).
             "outs": [{_posix(train_dir / "last.pt"): {"persist": True}}],
             "metrics": [{_posix(train_dir / "train_metrics.json"): {"cache": False}}],
             "plots": [

@@ -91,8 +91,9 @@ def _legend(fig: plt.Figure, classes: list[str], colours: np.ndarray) -> None:
 def _save(fig: plt.Figure, name: str, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    fig.savefig(files[0], dpi=150, bbox_inches="tight")
-    fig.savefig(files[1], bbox_inches="tight")
+    meta = {"Title": fig.get_suptitle().replace("\n", " - ")}  # the preset travels with the file
+    fig.savefig(files[0], dpi=150, bbox_inches="tight", metadata=meta)
+    fig.savefig(files[1], bbox_inches="tight", metadata=meta)
     plt.close(fig)
     return files
 
@@ -186,13 +187,18 @@ def _features(
 
 
 def embed_tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn), perplexity capped for small samples."""
+    """2-D t-SNE (scikit-learn): perplexity capped for small samples, exact gradients for them."""
     from sklearn.manifold import TSNE
 
-    perplexity = float(min(30.0, max(2.0, (features.shape[0] - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        features
+    n = features.shape[0]
+    tsne = TSNE(
+        n_components=2,
+        perplexity=float(min(30.0, max(2.0, (n - 1) / 3))),
+        init="pca",
+        method="exact" if n <= 500 else "barnes_hut",
+        random_state=seed,
     )
+    return tsne.fit_transform(features)
 
 
 def tsne(

@@ -89,6 +89,36 @@ def write_config(
     return jobs[run_id], path
 
 
+def checkpoint_hash(path: Path) -> str | None:
+    """The config hash a training checkpoint was made with (None: unreadable, or no hash)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a truncated or foreign file: let `sartm train` report it
+        return None
+    value = state.get("config_hash") if isinstance(state, dict) else None
+    return str(value) if value is not None else None
+
+
+def train_command(config: Path, gpus: int = 0, results: Path = paths.RESULTS) -> list[str]:
+    """`sartm train` for one job of the pipeline (under torchrun with more than one GPU).
+
+    The pipeline reruns a job exactly when its configuration changed, so a `last.pt` made with
+    another configuration is superseded: start over (--no-resume). One of the same configuration
+    is an interrupted run: `sartm train` resumes it.
+    """
+    cfg = cfgmod.load_config(config)
+    launcher = [sys.executable, "-m"]
+    if gpus > 1:
+        launcher += ["torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m"]
+    command = [*launcher, "sartm", "train", "--config", str(config), "--quiet"]
+    last = paths.train_dir(cfg.run_id, results) / "last.pt"
+    if last.is_file() and checkpoint_hash(last) not in (None, cfg.hash()):
+        command.append("--no-resume")
+    return command
+
+
 def synth_args(cfg: cfgmod.Config) -> list[str]:
     """The preset's generator settings, explicitly (as the Snakefile's synth rule passes them)."""
     args = [f"--samples-{split}={n}" for split, n in sorted(cfg.synth.samples.items())]
@@ -103,7 +133,8 @@ def prepare_data(
     source, data_root = cfg.data.dataset, Path(cfg.data.root)
     out = paths.processed_dir(source, data_root)
     if source.startswith(cfgmod.SYNTHETIC_PREFIX):
-        _run([*SARTM, "data", "synth", source, "--out", out, *synth_args(cfg)])
+        args = [source, "--out", out, "--preset", cfg.preset, *synth_args(cfg)]
+        _run([*SARTM, "data", "synth", *args])
     elif source in cfgmod.LOGICAL_DATASETS:
         _run([*SARTM, "data", "download", source, "--root", data_root, "--no-progress"])
         _run([*SARTM, "data", "prepare", source, "--root", data_root, "--no-progress"])

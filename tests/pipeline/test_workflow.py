@@ -80,7 +80,7 @@ def test_presets_map_logical_datasets_to_their_sources(dags):
         ), rule
     # every command is handed the resolved config of its run (which carries the preset)
     (train,) = [j for j in of_rule(paper, "train") if j["wildcards"]["run_id"] == "pst900/full"]
-    assert "sartm train --config results/configs/pst900/full.yaml" in train["shellcmd"]
+    assert "sartm pipeline train --config results/configs/pst900/full.yaml" in train["shellcmd"]
     assert {
         "results/configs/pst900/full.yaml",
         "data/processed/pst900",
@@ -239,11 +239,31 @@ def test_profiles(tmp_path):
         root, target, "-n", "-p", "--workflow-profile", "workflow/profiles/default", "--cores", "2"
     )
     assert "workflow/profiles/default" in local.stdout + local.stderr
-    assert "if [ 0 -gt 1 ]" in local.stdout  # demo: no GPU asked
-    # the paper preset asks for a GPU; more than one GPU trains through torchrun
+    assert "sartm pipeline train --config results/configs/pst900/full.yaml --gpus 0" in local.stdout
+    # the paper preset asks for a GPU; a rule given more GPUs hands them to the training step
     cluster = snakemake(
         root, target, "-n", "-p", "--profile", "workflow/profiles/slurm",
         "--set-resources", "train:gpu=2", "--config", "preset=paper",
     )  # fmt: skip
-    assert "if [ 2 -gt 1 ]" in cluster.stdout
-    assert "torchrun --standalone --nproc_per_node=2 -m sartm train" in cluster.stdout
+    assert "--gpus 2" in cluster.stdout
+    paper = snakemake(root, target, "-n", "-p", "--config", "preset=paper")
+    assert "--gpus 1" in paper.stdout
+
+
+def test_training_step_resumes_or_starts_over(tmp_path):
+    """torchrun with several GPUs; --no-resume only for a checkpoint of another configuration."""
+    import torch
+
+    results = tmp_path / "results"
+    config = stages.write_config("pst900/full", params(), "ci", tmp_path / "full.yaml")[1]
+    cfg = cfgmod.load_config(config)
+    command = stages.train_command(config, gpus=0, results=results)
+    assert command[1:] == ["-m", "sartm", "train", "--config", str(config), "--quiet"]
+    multi = stages.train_command(config, gpus=2, results=results)
+    assert multi[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    last = results / "train" / "pst900" / "full" / "last.pt"
+    last.parent.mkdir(parents=True)
+    torch.save({"config_hash": cfg.hash()}, last)
+    assert "--no-resume" not in stages.train_command(config, results=results)  # interrupted
+    torch.save({"config_hash": "0123456789ab"}, last)
+    assert stages.train_command(config, results=results)[-1] == "--no-resume"  # superseded

@@ -13,10 +13,12 @@ rule synth:
         CONDA_ENV
     params:
         args=lambda wildcards: synth_args(wildcards.source),
+        preset=PRESET,
     message:
         "Generating the SYNTHETIC stand-in {wildcards.source}"
     shell:
-        "sartm data synth {wildcards.source} --out {output} {params.args:q} > {log} 2>&1"
+        "sartm data synth {wildcards.source} --out {output} --preset {params.preset}"
+        " {params.args:q} > {log} 2>&1"
 
 
 rule download:

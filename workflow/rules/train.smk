@@ -5,8 +5,8 @@
 # or the tracking server do not count; sartm.config.EXECUTION_ONLY). Training and evaluation are
 # separate jobs: evaluation can be redone without retraining, and each has its own benchmark.
 # Only train_metrics.json (written last) is declared: last.pt and history.csv stay across a
-# rerun, so an interrupted job resumes where it stopped (sartm train resumes automatically when
-# last.pt has the same config hash).
+# rerun, so an interrupted job resumes where it stopped; a checkpoint of a superseded
+# configuration is started over (sartm pipeline train decides, then runs sartm train).
 
 
 rule run_config:
@@ -46,9 +46,7 @@ rule train:
     message:
         "Training {wildcards.run_id} (preset {PRESET})"
     shell:
-        # More than one GPU: the same command under torchrun (DDP, one process per GPU).
+        # resumes an interrupted run; more than one GPU trains under torchrun (DDP)
         "export OMP_NUM_THREADS={threads}; "
-        "if [ {resources.gpu} -gt 1 ]; then "
-        "torchrun --standalone --nproc_per_node={resources.gpu} -m sartm "
-        "train --config {input.config:q} --quiet; "
-        "else sartm train --config {input.config:q} --quiet; fi > {log} 2>&1"
+        "sartm pipeline train --config {input.config:q} --gpus {resources.gpu}"
+        " > {log} 2>&1"

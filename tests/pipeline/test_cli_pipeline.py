@@ -1,0 +1,93 @@
+"""`sartm pipeline ...`: dvc.yaml generation, the DVC set-up stages, the job list."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from click.testing import CliRunner
+from pipeline_helpers import REPO, params
+
+from sartm import config as cfgmod
+from sartm.cli import cli
+from sartm.report import stages
+from sartm.report.results import stamp_file
+
+
+def _params_file(tmp_path, p: dict):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path
+
+
+def test_dvc_yaml_command_writes_and_checks(tmp_path):
+    out = tmp_path / "dvc.yaml"
+    args = ["pipeline", "dvc-yaml", "--params", str(REPO / "params.yaml"), "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == (REPO / "dvc.yaml").read_text()
+    assert CliRunner().invoke(cli, [*args, "--check"]).exit_code == 0
+    out.write_text(out.read_text().replace("train-pst900--rank4", "train-pst900--rank5"))
+    stale = CliRunner().invoke(cli, [*args, "--check"])
+    assert stale.exit_code != 0 and "stale" in stale.output
+
+
+def test_dvc_yaml_refuses_presets_with_different_graphs(tmp_path):
+    p = params()
+    p["presets"]["paper"]["per_dataset"]["fmb"]["loss.w3"] = 0  # fmb/no-language = fmb/full
+    args = ["pipeline", "dvc-yaml", "--params", str(_params_file(tmp_path, p))]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "dvc.yaml")])
+    assert result.exit_code != 0 and "presets ['paper']" in result.output
+
+
+def test_config_and_jobs_commands(tmp_path):
+    path = _params_file(tmp_path, params())
+    out = tmp_path / "cfg.yaml"
+    args = ["pipeline", "config", "mfnet/w2-100", "--params", str(path), "--preset", "paper"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    cfg = cfgmod.load_config(out)
+    assert (cfg.run_id, cfg.preset, cfg.loss.w2, cfg.loss.w3) == (
+        "mfnet/w2-100",
+        "paper",
+        100.0,
+        0.0,
+    )
+    assert cfg.hash() in result.output
+    unknown = CliRunner().invoke(cli, ["pipeline", "config", "mfnet/rank4", "--params", str(path)])
+    assert unknown.exit_code != 0 and "not a training job" in unknown.output
+    jobs = CliRunner().invoke(cli, ["pipeline", "jobs", "--params", str(path)])
+    assert jobs.exit_code == 0 and len(jobs.output.strip().splitlines()) == 30
+
+
+def test_data_and_text_stages_record_what_they_made(tmp_path, monkeypatch):
+    """The DVC data stage generates the synthetic stand-in the preset names, then stamps it."""
+    monkeypatch.chdir(tmp_path)
+    p = params()
+    p["presets"]["ci"]["set"]["synth.samples"] = {"train": 2, "val": 1, "test": 1}
+    p["presets"]["ci"]["set"]["synth.width"] = 64
+    p["loss"]["w3"] = 0
+    for run in p["runs"].values():
+        run["set"].pop("loss.w3", None)
+    _params_file(tmp_path, p)  # the sartm commands read their settings from ./params.yaml
+    stamp = stages.prepare_data("pst900", p, "ci")
+    assert stamp == stamp_file("data-pst900.json")
+    record = json.loads(stamp.read_text())
+    assert record["source"] == "synth-pst900" and record["preset"] == "ci"
+    meta = json.loads((tmp_path / "data/processed/synth-pst900/meta.json").read_text())
+    assert meta["synthetic"] and meta["splits"] == {"train": 2, "test": 1}
+    again = json.loads(stages.prepare_data("pst900", p, "ci").read_text())
+    assert again == record  # deterministic: DVC sees no change downstream
+    text = json.loads(stages.embed_text("pst900", p, "ci").read_text())
+    assert text == {"dataset": "pst900", "needed": False}  # no run distils language
+
+
+def test_demo_runs_snakemake_on_target_all_with_the_default_profile(tmp_path, monkeypatch):
+    from pipeline_helpers import copy_workflow
+
+    monkeypatch.chdir(copy_workflow(tmp_path))
+    result = CliRunner().invoke(
+        cli, ["pipeline", "demo", "--cores", "1", "--no-report", "--", "--dry-run", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
