@@ -30,10 +30,11 @@ import csv
 import dataclasses
 import json
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +49,10 @@ from sartm.engine import modelio, runtime
 from sartm.engine.evaluate import score_loader
 from sartm.engine.optim import build_optimizer, lr_factor, set_lr
 from sartm.engine.provenance import git_state, manifest_hash
+from sartm.losses import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from sartm.data.dataset import RGBTDataset
 
 CHECKPOINT_KEYS = (
     "format",
@@ -78,7 +83,73 @@ class Progress:
     mlflow_run_id: str | None = None
 
 
-def _collate_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
+@dataclass
+class Loaders:
+    """The training and selection-split loaders of one process, and what resuming needs."""
+
+    train_set: RGBTDataset
+    eval_set: RGBTDataset
+    train: DataLoader
+    eval: DataLoader
+    sampler: DistributedSampler
+    generator: torch.Generator
+    select_split: str  # "val" where the dataset has one, else "test" (authors' protocol)
+
+
+def _build_loaders(cfg: Config, info: runtime.Dist, device: torch.device) -> Loaders:
+    """One DistributedSampler permutation for every process (also a single one), so a global
+    batch holds the same samples whatever the number of processes."""
+    from sartm.data.dataset import build_dataset
+
+    train_set = build_dataset(cfg, "train", train=True)
+    select_split = "val" if train_set.meta.get("splits", {}).get("val") else "test"
+    eval_set = build_dataset(cfg, select_split, train=False)
+    if cfg.train.batch_size % info.world_size:
+        raise TrainingError(
+            f"train.batch_size {cfg.train.batch_size} is the global batch and must be "
+            f"divisible by the number of processes ({info.world_size})"
+        )
+    if len(train_set) < cfg.train.batch_size:
+        raise TrainingError(
+            f"the training split has {len(train_set)} samples, fewer than one batch "
+            f"({cfg.train.batch_size}); lower train.batch_size"
+        )
+    per_rank = cfg.train.batch_size // info.world_size
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        shuffle=True,
+        seed=cfg.train.seed,
+        drop_last=True,
+    )
+    generator = torch.Generator().manual_seed(cfg.train.seed + info.rank)
+    common = {
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": device.type == "cuda",
+        "worker_init_fn": _seed_worker,
+    }
+    train_loader = DataLoader(
+        train_set,
+        batch_size=per_rank,
+        sampler=sampler,
+        drop_last=True,
+        generator=generator,
+        **common,
+    )
+    # Each rank scores its own stride of the evaluation split (the confusion matrices add up),
+    # with its own generator: iterating it must not move the global RNG (exact resume).
+    eval_loader = DataLoader(
+        Subset(eval_set, range(info.rank, len(eval_set), info.world_size)),
+        batch_size=per_rank,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+        **common,
+    )
+    return Loaders(train_set, eval_set, train_loader, eval_loader, sampler, generator, select_split)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rgb = batch["rgb"].to(device, non_blocking=True).contiguous(memory_format=fmt)
     thermal = batch["thermal"].to(device, non_blocking=True).contiguous(memory_format=fmt)
@@ -89,13 +160,7 @@ def _seed_worker(worker_id: int) -> None:
     """Numpy/python in a worker follow torch's per-worker seed (itself drawn from the generator)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    import random
-
     random.seed(seed)
-
-
-def _selection_split(meta: dict[str, Any]) -> str:
-    return "val" if meta.get("splits", {}).get("val") else "test"
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -123,10 +188,8 @@ def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any
             raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
         return None
     state = ck.load_checkpoint(last, required=CHECKPOINT_KEYS)
-    old, new = (
-        ck.learning_identity(state["training_identity"]),
-        ck.learning_identity(cfg.training_identity()),
-    )
+    old = ck.learning_identity(state["training_identity"])
+    new = ck.learning_identity(cfg.training_identity())
     if old != new:
         raise TrainingError(
             f"{last}: was trained with another configuration (hash {state['config_hash']} != "
@@ -137,10 +200,40 @@ def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any
     return state
 
 
+def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) -> Progress:
+    """Load a `last.pt` into the fresh model, optimiser and random generators."""
+    if state["base"]["fingerprint"] != base.fingerprint:
+        raise TrainingError(
+            "the frozen SAM2 weights differ from the ones the run started with; cannot resume"
+        )
+    model.load_trainable_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    progress = Progress(
+        epoch=state["epoch"],
+        step=state["step"],
+        best_metric=state["best"]["metric"],
+        best_epoch=state["best"]["epoch"],
+        history=list(state["history"]),
+        train_time_s=state["train_time_s"],
+        mlflow_run_id=state.get("mlflow_run_id"),
+    )
+    if state["world_size"] == info.world_size:
+        loaders.generator.set_state(state["loader_generator"][info.rank])
+        ck.set_rng_state(state["rng"][info.rank])
+    else:  # the per-rank random streams cannot be mapped: continue, but not exactly
+        ck.seed_everything(cfg.train.seed + 1000 * progress.epoch + info.rank)
+        log(
+            f"warning: the checkpoint was written by {state['world_size']} process(es), this "
+            f"run has {info.world_size}: augmentation randomness is re-seeded, so the resumed "
+            "run is not bit-identical to an uninterrupted one"
+        )
+    return progress
+
+
 def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path) -> Path:
     """F8: text and visual class-similarity matrices on the first evaluation batch."""
     batch = next(iter(loader))
-    rgb, thermal, label = _collate_device(batch, device, False)
+    rgb, thermal, label = _to_device(batch, device, False)
     model.eval()
     with torch.no_grad(), runtime.autocast(device, dtype):
         outputs = model(rgb, thermal)
@@ -155,13 +248,14 @@ def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path
     return path
 
 
-def _similarity_figure(path: Path):
-    """Heatmaps of one similarity file (visual, and text when there is a teacher) for MLflow."""
+def _log_similarity(tracker, path: Path) -> None:
+    """The matrices file and a heatmap figure of it, to MLflow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    tracker.log_artifact(path, "similarity")
     data = np.load(path)
     panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
@@ -173,13 +267,41 @@ def _similarity_figure(path: Path):
         ax.set_yticks(range(len(names)), names, fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return fig
+    tracker.log_figure(fig, f"similarity/{path.stem}.png")
+    plt.close(fig)
 
 
-def _close(figure) -> None:
-    import matplotlib.pyplot as plt
+def _check_finite(
+    error: NonFiniteLossError | None, info: runtime.Dist
+) -> NonFiniteLossError | None:
+    """Under DDP every rank must stop together (a rank that raised alone would leave the others
+    waiting in the gradient all-reduce): share a flag, one tiny all-reduce per step."""
+    if not info.enabled:
+        return error
+    flag = torch.tensor([0.0 if error is None else 1.0])
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    if flag.item() and error is None:
+        return NonFiniteLossError("(on another rank)", float("nan"))
+    return error
 
-    plt.close(figure)
+
+def _mean_over_ranks(sums: dict[str, float], iters: int, info: runtime.Dist) -> dict[str, float]:
+    """Per-iteration means of the loss sums, averaged over the ranks (each saw 1/N of a batch)."""
+    names = sorted(sums)
+    values = torch.tensor([sums[k] for k in names], dtype=torch.float64)
+    if info.enabled:
+        torch.distributed.all_reduce(values)
+        values /= info.world_size
+    return {k: float(v) / iters for k, v in zip(names, values)}
+
+
+def _gather(item: Any, info: runtime.Dist) -> list[Any]:
+    """One entry per rank (rank order); `[item]` outside torch.distributed."""
+    if not info.enabled:
+        return [item]
+    out: list[Any] = [None] * info.world_size
+    torch.distributed.all_gather_object(out, item)
+    return out
 
 
 def train(
@@ -193,197 +315,143 @@ def train(
 ) -> dict[str, Any]:
     """Train the run `cfg.run_id`; returns the final training metrics (train_metrics.json).
 
-    resume: None continues from `last.pt` when it exists with the same config hash; True
+    resume: None continues from `last.pt` when it exists with the same configuration; True
     requires it; False starts over. evaluate_after: evaluate the final checkpoint(s) in this
-    process afterwards (their metrics are returned under "evaluation").
+    process afterwards (their metrics are returned under "evaluation"). text_cache: the text
+    teacher's file (default `paths.text_cache(dataset)`; read only when loss.w3 > 0).
     """
-    from sartm import tracking
-    from sartm.data.dataset import build_dataset
-    from sartm.losses import NonFiniteLossError
-
     info, device = runtime.init_distributed(cfg.train.device)
+    try:
+        result = _train(cfg, info, device, resume, quiet, results_root, text_cache)
+    finally:
+        runtime.shutdown_distributed()
+    if evaluate_after and info.is_main:
+        from sartm.engine.evaluate import evaluate
+
+        result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
+    return result
+
+
+def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[str, Any]:
+    from sartm import tracking
+
     out_dir = paths.train_dir(cfg.run_id, results_root)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    log = (lambda msg: None) if not info.is_main else (lambda msg: tqdm.write(msg))
-    try:
-        state = _resume_state(cfg, last_path, resume)
-        if info.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            ck.remove_stale_temp_files(out_dir)
-            save_config(cfg, out_dir / "config.yaml")
+    log = (lambda msg: tqdm.write(msg)) if info.is_main else (lambda msg: None)
+    state = _resume_state(cfg, last_path, resume)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ck.remove_stale_temp_files(out_dir)
+        save_config(cfg, out_dir / "config.yaml")
 
-        # --- data --------------------------------------------------------------------------
-        train_set = build_dataset(cfg, "train", train=True)
-        meta = train_set.meta
-        classes, num_classes = list(meta["classes"]), len(meta["classes"])
-        select_split = _selection_split(meta)
-        eval_set = build_dataset(cfg, select_split, train=False)
-        if cfg.train.batch_size % info.world_size:
-            raise TrainingError(
-                f"train.batch_size {cfg.train.batch_size} is the global batch and must be "
-                f"divisible by the number of processes ({info.world_size})"
-            )
-        per_rank = cfg.train.batch_size // info.world_size
-        if len(train_set) < cfg.train.batch_size:
-            raise TrainingError(
-                f"the training split has {len(train_set)} samples, fewer than one batch "
-                f"({cfg.train.batch_size}); lower train.batch_size"
-            )
-        sampler = DistributedSampler(
-            train_set,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=cfg.train.seed,
-            drop_last=True,
-        )
-        generator = torch.Generator().manual_seed(cfg.train.seed + info.rank)
-        loader_kw = {
-            "num_workers": cfg.data.num_workers,
-            "pin_memory": device.type == "cuda",
-            "worker_init_fn": _seed_worker,
-        }
-        train_loader = DataLoader(
-            train_set,
-            batch_size=per_rank,
-            sampler=sampler,
-            drop_last=True,
-            generator=generator,
-            **loader_kw,
-        )
-        # Each rank scores its own stride of the evaluation split; the confusion matrices add up.
-        eval_shard = Subset(eval_set, range(info.rank, len(eval_set), info.world_size))
-        # Its own generator: iterating it must not move the global RNG (exact resume).
-        eval_loader = DataLoader(
-            eval_shard,
-            batch_size=per_rank,
-            shuffle=False,
-            generator=torch.Generator().manual_seed(cfg.train.seed),
-            **loader_kw,
-        )
-        iters = len(train_loader)
-        total_steps = iters * cfg.train.epochs
-
-        # --- model, optimiser --------------------------------------------------------------
-        text = modelio.text_embeddings_for(cfg, classes, text_cache)
-        model, base = modelio.build(cfg, num_classes, text, quiet=quiet or not info.is_main)
-        model.to(device)
-        if cfg.train.channels_last:
-            model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(
-            model,
-            lr=cfg.train.lr,
-            weight_decay=cfg.train.weight_decay,
-            fused=device.type == "cuda" and cfg.train.fused_adamw,
-        )
+    # --- data, model, optimiser ------------------------------------------------------------
+    loaders = _build_loaders(cfg, info, device)
+    meta = loaders.train_set.meta
+    classes = list(meta["classes"])
+    text = modelio.text_embeddings_for(cfg, classes, text_cache)
+    model, base = modelio.build(cfg, len(classes), text, quiet=quiet or not info.is_main)
+    model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda" and cfg.train.fused_adamw,
+    )
+    if state is not None:
+        progress = _restore(state, model, optimizer, loaders, base, info, cfg, log)
+        log(f"resuming {cfg.run_id} from {last_path} after epoch {progress.epoch}")
+    else:
         progress = Progress()
-        if state is not None:
-            if state["base"]["fingerprint"] != base.fingerprint:
-                raise TrainingError(
-                    f"{last_path}: the frozen SAM2 weights differ from the ones the run started "
-                    "with; cannot resume"
-                )
-            model.load_trainable_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            progress = Progress(
-                epoch=state["epoch"],
-                step=state["step"],
-                best_metric=state["best"]["metric"],
-                best_epoch=state["best"]["epoch"],
-                history=list(state["history"]),
-                train_time_s=state["train_time_s"],
-                mlflow_run_id=state.get("mlflow_run_id"),
-            )
-            generator.set_state(state["loader_generator"][info.rank])
-            ck.set_rng_state(state["rng"][info.rank])
-            log(f"resuming {cfg.run_id} from {last_path} after epoch {progress.epoch}")
-        else:
-            ck.seed_everything(cfg.train.seed + info.rank)  # augmentation differs per rank
-        params = modelio.count_parameters(model)
-        dtype = runtime.amp_dtype(cfg.train.precision, device)
-        raw_model = model
-        if info.enabled:
-            model = DistributedDataParallel(
-                model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                gradient_as_bucket_view=True,
-            )
-        if cfg.train.compile:
-            model = torch.compile(model)
-
-        # --- tracking ----------------------------------------------------------------------
-        tracker: Any = tracking.NullTracker()
-        if info.is_main:
-            data_root = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
-            tracker = tracking.start_run(
-                cfg,
-                stage="train",
-                resume_run_id=progress.mlflow_run_id,
-                tags={
-                    **{k: str(v) for k, v in git_state().items()},
-                    "data_manifest_sha256": manifest_hash(data_root),
-                    "checkpoint": str(last_path),
-                    "base_checkpoint": base.path or "none (random weights)",
-                    "selection_split": select_split,
-                    "world_size": info.world_size,
-                },
-            )
-            progress.mlflow_run_id = tracker.run_id
-            tracker.log_artifact(out_dir / "config.yaml")
-
-        def checkpoint(kind: str) -> dict[str, Any]:
-            return {
-                "format": modelio.TRAIN_FORMAT,
-                "kind": kind,
-                "epoch": progress.epoch,
-                "step": progress.step,
-                "model": raw_model.trainable_state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "best": {
-                    "metric": progress.best_metric,
-                    "epoch": progress.best_epoch,
-                    "split": select_split,
-                },
-                "history": progress.history,
-                "train_time_s": progress.train_time_s,
-                "rng": rng_states,
-                "loader_generator": generator_states,
-                "config": cfg.to_dict(),
-                "config_hash": cfg.hash(),
-                "training_identity": cfg.training_identity(),
-                "base": base.as_dict(),
-                "classes": classes,
-                "palette": meta["palette"],
-                "ignore_index": meta.get("ignore_index", 255),
-                "normalisation": dataclasses.asdict(train_set.transform.normalisation),
-                "text_embeddings": text,
-                "mlflow_run_id": progress.mlflow_run_id,
-                "world_size": info.world_size,
-                "params": params,
-            }
-
-        # --- the loop ----------------------------------------------------------------------
-        log(
-            f"{cfg.run_id}: {len(train_set)} train / {len(eval_set)} {select_split} samples, "
-            f"{iters} iterations x {cfg.train.epochs} epochs, {params['trainable']:,} trainable "
-            f"of {params['total']:,} parameters, {device}, "
-            f"{'bf16' if dtype else 'fp32'}, {info.world_size} process(es)"
+        ck.seed_everything(cfg.train.seed + info.rank)  # augmentation differs per rank
+    params = modelio.count_parameters(model)
+    dtype = runtime.amp_dtype(cfg.train.precision, device)
+    raw_model = model  # state dicts, losses and evaluation use the unwrapped model
+    if info.enabled:
+        model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True,
         )
-        warmup_steps = cfg.train.warmup_epochs * iters
+    if cfg.train.compile:
+        model = torch.compile(model)
+
+    tracker: Any = tracking.NullTracker()
+    if info.is_main:
+        data_root = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
+        tracker = tracking.start_run(
+            cfg,
+            stage="train",
+            resume_run_id=progress.mlflow_run_id,
+            tags={
+                **{k: str(v) for k, v in git_state().items()},
+                "data_manifest_sha256": manifest_hash(data_root),
+                "checkpoint": str(last_path),
+                "base_checkpoint": base.path or "none (random weights)",
+                "selection_split": loaders.select_split,
+                "world_size": info.world_size,
+            },
+        )
+        progress.mlflow_run_id = tracker.run_id
+        tracker.log_artifact(out_dir / "config.yaml")
+
+    def checkpoint(kind: str, rng: list, generators: list) -> dict[str, Any]:
+        """Everything needed to resume exactly, and to rebuild the model for inference."""
+        return {
+            "format": modelio.TRAIN_FORMAT,
+            "kind": kind,
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "model": raw_model.trainable_state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "best": {
+                "metric": progress.best_metric,
+                "epoch": progress.best_epoch,
+                "split": loaders.select_split,
+            },
+            "history": progress.history,
+            "train_time_s": progress.train_time_s,
+            "rng": rng,
+            "loader_generator": generators,
+            "config": cfg.to_dict(),
+            "config_hash": cfg.hash(),
+            "training_identity": cfg.training_identity(),
+            "base": base.as_dict(),
+            "classes": classes,
+            "palette": meta["palette"],
+            "ignore_index": meta.get("ignore_index", 255),
+            "normalisation": dataclasses.asdict(loaders.train_set.transform.normalisation),
+            "text_embeddings": text,
+            "mlflow_run_id": progress.mlflow_run_id,
+            "world_size": info.world_size,
+            "params": params,
+        }
+
+    # --- the loop ----------------------------------------------------------------------------
+    iters = len(loaders.train)
+    total_steps, warmup_steps = iters * cfg.train.epochs, iters * cfg.train.warmup_epochs
+    log(
+        f"{cfg.run_id}: {len(loaders.train_set)} train / {len(loaders.eval_set)} "
+        f"{loaders.select_split} samples, {iters} iterations x {cfg.train.epochs} epochs, "
+        f"{params['trainable']:,} trainable of {params['total']:,} parameters, {device}, "
+        f"{'bf16' if dtype else 'fp32'}, {info.world_size} process(es)"
+    )
+    try:
         for epoch in range(progress.epoch, cfg.train.epochs):
             started = time.perf_counter()
-            sampler.set_epoch(epoch)
+            loaders.sampler.set_epoch(epoch)
             model.train()
             sums: dict[str, float] = {}
             images = 0
             bar = tqdm(
-                train_loader,
+                loaders.train,
                 desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                 disable=quiet or not info.is_main,
                 leave=False,
                 dynamic_ncols=True,
             )
-            for batch in bar:
+            for i, batch in enumerate(bar):
                 lr = cfg.train.lr * lr_factor(
                     progress.step,
                     total_steps=total_steps,
@@ -392,7 +460,8 @@ def train(
                     power=cfg.train.poly_power,
                 )
                 set_lr(optimizer, lr)
-                rgb, thermal, label = _collate_device(batch, device, cfg.train.channels_last)
+                rgb, thermal, label = _to_device(batch, device, cfg.train.channels_last)
+                error = None
                 try:
                     with runtime.autocast(device, dtype):
                         outputs = model(rgb, thermal)
@@ -400,13 +469,16 @@ def train(
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError("total", float(loss))
                 except NonFiniteLossError as exc:
+                    error = exc
+                error = _check_finite(error, info)
+                if error is not None:
                     kept = (
                         f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
                     )
                     raise TrainingError(
                         f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
-                        f"loss term {exc.term!r} is {exc.value}; last good checkpoint: {kept}"
-                    ) from exc
+                        f"loss term {error.term!r} is {error.value}; last good checkpoint: {kept}"
+                    ) from error
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.train.grad_clip:
@@ -414,33 +486,30 @@ def train(
                 optimizer.step()
                 progress.step += 1
                 images += rgb.shape[0] * info.world_size
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                for name, value in terms.items():
+                for name, value in {"loss": loss.detach(), **terms}.items():
                     sums[name] = sums.get(name, 0.0) + float(value)
-                rate = images / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(
-                    loss=f"{sums['loss'] / (progress.step - epoch * iters):.4f}",
+                    loss=f"{sums['loss'] / (i + 1):.4f}",
                     lr=f"{lr:.2e}",
-                    img_s=f"{rate:.1f}",
+                    img_s=f"{images / (time.perf_counter() - started):.1f}",
                 )
             bar.close()
             progress.epoch = epoch + 1
             seconds = time.perf_counter() - started
             progress.train_time_s += seconds
             row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
-            means = _mean_over_ranks(sums, iters, info)  # the global batch's losses
-            row.update({f"train_{k}": v for k, v in means.items()})
+            row.update({f"train_{k}": v for k, v in _mean_over_ranks(sums, iters, info).items()})
             row["images_per_s"] = images / max(seconds, 1e-9)
 
-            # Validation (selection split), every val_every epochs and after the last one.
-            is_last = progress.epoch == cfg.train.epochs
+            # Validation on the selection split, every val_every epochs and after the last one.
             improved = False
-            if progress.epoch % cfg.train.val_every == 0 or is_last:
+            if progress.epoch % cfg.train.val_every == 0 or progress.epoch == cfg.train.epochs:
                 scores = score_loader(
-                    raw_model, eval_loader, num_classes=num_classes, device=device, dtype=dtype
+                    raw_model, loaders.eval, num_classes=len(classes), device=device, dtype=dtype
                 )["all"]
+                split = loaders.select_split
                 row.update(
-                    {f"{select_split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+                    {f"{split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
                 )
                 if scores["miou"] > progress.best_metric:
                     progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
@@ -448,87 +517,50 @@ def train(
             row["epoch_time_s"] = time.perf_counter() - started
             progress.history.append(row)
 
-            # Every rank's RNG and generator state, so each rank resumes exactly.
-            rng_states = _gather([ck.rng_state()], info)
-            generator_states = _gather([generator.get_state()], info)
+            # Every rank's random state, so that each rank resumes exactly.
+            rng = _gather(ck.rng_state(), info)
+            generators = _gather(loaders.generator.get_state(), info)
             if info.is_main:
-                sim_path = None
-                if progress.epoch in cfg.train.similarity_epochs:
-                    sim_path = _similarity(
-                        raw_model,
-                        eval_loader,
-                        classes,
-                        device,
-                        dtype,
-                        progress.epoch,
-                        out_dir / "similarity",
-                    )
-                ck.atomic_save(checkpoint("last"), last_path)
+                ck.atomic_save(checkpoint("last", rng, generators), last_path)
                 if improved:
-                    ck.atomic_save(checkpoint("best"), best_path)
+                    ck.atomic_save(checkpoint("best", rng, generators), best_path)
                 _write_history(out_dir / "history.csv", progress.history)
                 tracker.log_metrics(
                     {k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch
                 )
-                if sim_path is not None and tracker.enabled:
-                    tracker.log_artifact(sim_path, "similarity")
-                    figure = _similarity_figure(sim_path)
-                    tracker.log_figure(figure, f"similarity/{sim_path.stem}.png")
-                    _close(figure)
+                if progress.epoch in cfg.train.similarity_epochs:
+                    sim = _similarity(
+                        raw_model, loaders.eval, classes, device, dtype, progress.epoch,
+                        out_dir / "similarity",
+                    )  # fmt: skip
+                    _log_similarity(tracker, sim)
                 log(
                     f"epoch {progress.epoch}/{cfg.train.epochs} "
                     + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
                 )
             runtime.barrier()
-
-        # --- the end -----------------------------------------------------------------------
-        result = {
-            "run_id": cfg.run_id,
-            "config_hash": cfg.hash(),
-            "epochs": progress.epoch,
-            "steps": progress.step,
-            "selection_split": select_split,
-            "best_epoch": progress.best_epoch,
-            "best_miou": progress.best_metric if progress.best_epoch else None,
-            "final": progress.history[-1] if progress.history else {},
-            "train_time_s": progress.train_time_s,
-            "params": params,
-            "world_size": info.world_size,
-            "checkpoints": {"last": str(last_path), "best": str(best_path)},
-        }
-        if info.is_main:
-            _write_json(out_dir / "train_metrics.json", result)
-            tracker.log_artifact(out_dir / "history.csv")
-            tracker.log_artifact(out_dir / "train_metrics.json")
-            tracker.end("FINISHED")
     except BaseException:
-        if info.is_main and "tracker" in locals():
-            with contextlib.suppress(Exception):
-                tracker.end("FAILED")
-        runtime.shutdown_distributed()
+        with contextlib.suppress(Exception):
+            tracker.end("FAILED")
         raise
-    runtime.shutdown_distributed()
-    if evaluate_after and info.is_main:
-        from sartm.engine.evaluate import evaluate
 
-        result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
+    result = {
+        "run_id": cfg.run_id,
+        "config_hash": cfg.hash(),
+        "epochs": progress.epoch,
+        "steps": progress.step,
+        "selection_split": loaders.select_split,
+        "best_epoch": progress.best_epoch,
+        "best_miou": progress.best_metric if progress.best_epoch else None,
+        "final": progress.history[-1] if progress.history else {},
+        "train_time_s": progress.train_time_s,
+        "params": params,
+        "world_size": info.world_size,
+        "checkpoints": {"last": str(last_path), "best": str(best_path)},
+    }
+    if info.is_main:
+        _write_json(out_dir / "train_metrics.json", result)
+        tracker.log_artifact(out_dir / "history.csv")
+        tracker.log_artifact(out_dir / "train_metrics.json")
+        tracker.end("FINISHED")
     return result
-
-
-def _mean_over_ranks(sums: dict[str, float], iters: int, info: runtime.Dist) -> dict[str, float]:
-    """Per-iteration means of the loss sums, averaged over the ranks (each saw 1/N of a batch)."""
-    names = sorted(sums)
-    values = torch.tensor([sums[k] for k in names], dtype=torch.float64)
-    if info.enabled:
-        torch.distributed.all_reduce(values)
-        values /= info.world_size
-    return {k: float(v) / iters for k, v in zip(names, values)}
-
-
-def _gather(items: list[Any], info: runtime.Dist) -> list[Any]:
-    """A list with one entry per rank (rank order); plain list outside torch.distributed."""
-    if not info.enabled:
-        return items
-    out: list[Any] = [None] * info.world_size
-    torch.distributed.all_gather_object(out, items[0])
-    return out

@@ -92,7 +92,7 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
         "outs": [{_posix(config_file(r)): {"cache": False, "persist": True}} for r, _ in jobs],
     }
     out["tracking"] = {
-        "cmd": f"sartm tracking init > {_posix(tracking)}",
+        "cmd": f"mkdir -p {_posix(tracking.parent)} && sartm tracking init > {_posix(tracking)}",
         "params": ["tracking"],
         "outs": [{_posix(tracking): {"cache": False}}],
     }

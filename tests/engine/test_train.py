@@ -125,7 +125,8 @@ def test_text_cache_is_read_only_when_w3_is_positive(cfg_factory, tmp_path, data
     from sartm.engine.modelio import ModelLoadError
     from sartm.text import save_text_cache
 
-    cfg = cfg_factory("train.epochs=1", run="full")
+    # Also the bf16 autocast path (on the CPU here) and gradient clipping.
+    cfg = cfg_factory("train.epochs=1", "train.precision=bf16", "train.grad_clip=1.0", run="full")
     assert cfg.loss.w3 > 0
     with pytest.raises(ModelLoadError, match="sartm embed synth-pst900"):
         train(cfg, results_root=tmp_path / "results", quiet=True)
@@ -152,3 +153,33 @@ def test_text_cache_is_read_only_when_w3_is_positive(cfg_factory, tmp_path, data
     np.testing.assert_allclose(
         sim["text"], (emb @ emb.T)[sim["class_ids"]][:, sim["class_ids"]], atol=1e-5
     )
+
+
+def test_cli_train_with_evaluate(cfg_factory, tmp_path):
+    from click.testing import CliRunner
+
+    from sartm.cli import cli
+    from sartm.config import save_config
+
+    cfg = cfg_factory("train.epochs=1", "eval.modality_robustness=false", "eval.tsne_pixels=0")
+    config_file = tmp_path / "config.yaml"
+    save_config(cfg, config_file)
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
+        init = runner.invoke(cli, ["tracking", "init", "--config", str(config_file)])
+        assert init.exit_code == 0, init.output
+        assert "experiment 'sartm'" in init.output
+        result = runner.invoke(
+            cli, ["train", "--config", str(config_file), "--evaluate", "--quiet"]
+        )
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(open("results/eval/pst900/no-language/metrics.json").read())
+        assert f"test mIoU {metrics['test']['miou']:.4f}" in result.output
+        assert metrics["checkpoint"]["path"] == "results/train/pst900/no-language/last.pt"
+        assert (
+            tmp_path / cwd / "results" / "train" / "pst900" / "no-language" / "best.pt"
+        ).is_file()
+        refused = runner.invoke(
+            cli, ["train", "--config", str(config_file), "--set", "model.lora_rank=4"]
+        )
+        assert refused.exit_code != 0 and "model.lora_rank: 16 -> 4" in refused.output

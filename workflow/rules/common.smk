@@ -30,6 +30,14 @@ if PRESET not in config["presets"]:
         f"params.yaml: preset {PRESET!r} is not defined; "
         f"allowed values: {', '.join(config['presets'])}"
     )
+# The commands read params.yaml themselves (handed the preset or a resolved run config), so the
+# preset is the one setting that may be overridden on the command line (--config preset=NAME).
+_ON_DISK = sartm_config.load_params("params.yaml")
+if any(config.get(k) != v for k, v in _ON_DISK.items() if k != "preset"):
+    raise ValueError(
+        "--config: only preset=NAME can be overridden on the command line; "
+        "change other settings in params.yaml"
+    )
 SEEDS = config.get("seeds") or [config["train"]["seed"]]
 # One training job per distinct canonical configuration (and seed), keyed by run id.
 JOBS = {c.run_id: c for c in sartm_config.pipeline_runs(config, PRESET)}
