@@ -139,9 +139,11 @@ SECTION_TYPES = {
 
 # Settings that change how a run is executed or logged, not what it learns: left out of the hash
 # so that, e.g., more data workers or another tracking server never retrain a finished run.
+# The eval section never changes what is trained either: evaluation settings re-run evaluation only.
 EXECUTION_ONLY = {
     "data": {"root", "num_workers"},
     "train": {"device", "similarity_epochs", "val_every"},
+    "eval": {f.name for f in dataclasses.fields(EvalConfig)},
     "tracking": {"uri", "artifact_root", "experiment"},
 }
 
@@ -281,6 +283,11 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item}: value is not valid YAML: {exc}") from exc
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     return key, value
 
 
@@ -447,6 +454,22 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def config_from_dict(
+    raw: Any, overrides: list[str] | tuple[str, ...] = (), *, source: str = "config"
+) -> Config:
+    """A Config from `Config.to_dict()` output (e.g. stored in a checkpoint), validated."""
+    meta_keys = ("preset", "run", "dataset", "seed_index")
+    if not isinstance(raw, dict) or any(k not in raw for k in (*meta_keys, *SECTIONS)):
+        raise ConfigError(
+            f"{source}: not a resolved sartm config (needs {', '.join((*meta_keys, *SECTIONS))})"
+        )
+    sections = copy.deepcopy({name: raw[name] for name in SECTIONS})
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(sections, key, value, source="--set")
+    return _build(sections, **{k: raw[k] for k in meta_keys}, overrides=tuple(overrides))
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a file written by `save_config`, validating it like params.yaml."""
     path = Path(path)
@@ -454,13 +477,4 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read resolved config: {exc}") from exc
-    meta_keys = ("preset", "run", "dataset", "seed_index")
-    if not isinstance(raw, dict) or any(k not in raw for k in (*meta_keys, *SECTIONS)):
-        raise ConfigError(
-            f"{path}: not a resolved sartm config (needs {', '.join((*meta_keys, *SECTIONS))})"
-        )
-    sections = {name: raw[name] for name in SECTIONS}
-    for item in overrides:
-        key, value = parse_override(item)
-        _set_dotted(sections, key, value, source="--set")
-    return _build(sections, **{k: raw[k] for k in meta_keys}, overrides=tuple(overrides))
+    return config_from_dict(raw, overrides, source=str(path))

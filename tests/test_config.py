@@ -83,6 +83,8 @@ def test_resolution_order(params):
         overrides=["model.lora_rank=2", "train.epochs=3"],
     )
     assert cfg.model.lora_rank == 2 and cfg.train.epochs == 3  # --set wins
+    assert cfgmod.parse_override("train.lr=1e-3") == ("train.lr", 0.001)
+    assert cfgmod.parse_override("text.template=a {}") == ("text.template", "a {}")
     demo = cfgmod.resolve(params, dataset="mfnet", preset="demo")
     assert demo.synthetic and demo.data.dataset == "synth-mfnet"
     assert demo.model.backbone == "test_hiera_tiny"

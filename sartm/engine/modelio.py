@@ -11,17 +11,15 @@ merged model and needs nothing else.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from sartm import paths
-from sartm.config import Config, load_config
+from sartm.config import Config, config_from_dict
 from sartm.engine.checkpointing import TrainingCheckpointError, seed_everything, sha256_file
 
 EXPORT_FORMAT = "sartm-export"
@@ -42,14 +40,6 @@ class BaseWeights:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "fingerprint": self.fingerprint}
-
-
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """A Config from `Config.to_dict()` output (validated like a `--config` file)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(values, sort_keys=False))
-        return load_config(path)
 
 
 def frozen_fingerprint(model: nn.Module) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from sartm.config import config_from_dict
 from sartm.engine import modelio, runtime
 from sartm.engine.checkpointing import atomic_save, sha256_file
 from sartm.engine.evaluate import predict_probs, save_palette_png
@@ -52,7 +53,7 @@ class Predictor:
 
         self.device = runtime.resolve_device(device)
         self.model, self.state = modelio.load_trained(checkpoint, device=self.device)
-        self.cfg = modelio.config_from_dict(self.state["config"])
+        self.cfg = config_from_dict(self.state["config"])
         self.classes: list[str] = list(self.state["classes"])
         self.palette: list[list[int]] = [list(c) for c in self.state["palette"]]
         self.dtype = runtime.amp_dtype(self.cfg.train.precision, self.device)

@@ -51,8 +51,8 @@ def write_configs(
 ) -> dict[Path, bool]:
     """results/configs/<run_id>.yaml for every training job; {path: rewritten?}.
 
-    A file is rewritten only when the job's training identity (config hash), preset or run id
-    changed, so execution-only settings never retrain a finished run: the same rule as the
+    A file is rewritten only when the job's training identity (config hash), eval settings, preset
+    or run id changed, so execution-only settings never retrain a finished run: the same rule as the
     Snakefile's run_config.
     """
     out = {}
@@ -64,10 +64,13 @@ def write_configs(
                 old = cfgmod.load_config(path)
             except cfgmod.ConfigError:
                 old = None
-        same = old is not None and (old.hash(), old.preset, old.run_id) == (
+        # eval settings are not part of the hash (they never retrain), but evaluation reads them
+        # from this file: a changed eval section rewrites it, and a finished run just resumes.
+        same = old is not None and (old.hash(), old.preset, old.run_id, old.eval) == (
             cfg.hash(),
             cfg.preset,
             cfg.run_id,
+            cfg.eval,
         )
         if not same:
             cfgmod.save_config(cfg, path)

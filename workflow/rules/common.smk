@@ -140,6 +140,8 @@ def run_identity(run_id):
         "run_id": run_id,
         "preset": cfg.preset,
         "settings": cfg.training_identity(),
+        # evaluation reads these from the config file; a finished run then only resumes
+        "eval": cfg.sections()["eval"],
     }
     return json.dumps(identity, sort_keys=True)
 
