@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip "setuptools>=68" wheel
+	$(PIP) install -q --upgrade pip "setuptools>=77" wheel
 	# torch first, then everything else without build isolation: sam2 ships as an sdist whose
 	# isolated build would download a second multi-GB torch (SAM2_BUILD_CUDA=0: no CUDA extension).
 	$(PIP) install -q -c requirements.lock torch torchvision
@@ -33,6 +33,9 @@ test-quick: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	PATH=$(BIN):$$PATH $(BIN)/snakemake --lint
+	$(BIN)/sartm pipeline dvc-yaml --check
 
 # Regenerate the pinned lock file after changing pyproject.toml's dependencies.
 lock: setup

@@ -136,7 +136,7 @@ def run_benchmark(
     }
 
     if "train" in parts:
-        variants = {"optimised": (cfg, None)}
+        variants = {"optimised": (cfg, cfg.train.tf32)}
         if compare_baseline:
             variants["baseline"] = (baseline_config(cfg), False)  # TF32 off as well
         train = _attempt(

@@ -37,6 +37,7 @@ BASELINE_OVERRIDES = (
     "train.compile=false",
     "train.fused_adamw=false",
     "train.channels_last=false",
+    "train.tf32=false",
 )
 
 

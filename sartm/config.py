@@ -102,6 +102,7 @@ class TrainConfig:
     compile: bool
     fused_adamw: bool
     channels_last: bool
+    tf32: bool
     seed: int
     val_every: int
     similarity_epochs: tuple[int, ...]

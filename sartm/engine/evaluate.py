@@ -217,6 +217,7 @@ class _Run:
         self.cfg, self.split, self.out_dir, self.quiet = cfg, split, out_dir, quiet
         self.device = runtime.resolve_device(cfg.train.device)
         self.dtype = runtime.amp_dtype(cfg.train.precision, self.device)
+        runtime.configure_backends(self.device, tf32=cfg.train.tf32)
         self.dataset = build_dataset(cfg, split, train=False)
         self.classes = list(self.dataset.meta["classes"])
         self.loader = self.make_loader(self.dataset)

@@ -57,6 +57,7 @@ class Predictor:
         self.classes: list[str] = list(self.state["classes"])
         self.palette: list[list[int]] = [list(c) for c in self.state["palette"]]
         self.dtype = runtime.amp_dtype(self.cfg.train.precision, self.device)
+        runtime.configure_backends(self.device, tf32=self.cfg.train.tf32)
         norm = Normalisation(**{k: tuple(v) for k, v in self.state["normalisation"].items()})
         self.transform = EvalTransform(
             eval_size=self.cfg.data.eval_size, normalisation=norm, resize=self.cfg.data.eval_resize

@@ -62,6 +62,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def configure_backends(device: torch.device, *, tf32: bool) -> None:
+    """GPU math settings: TF32 for the matmuls and convolutions left in fp32 (the LoRA-frozen
+    encoder outside autocast, the losses), and cuDNN autotuning, which pays off because crops
+    have a fixed size. No effect on the CPU."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """`auto`: bf16 on a GPU that supports it, fp32 (no autocast) on the CPU."""
     if precision == "fp32":

@@ -321,6 +321,7 @@ def train(
     teacher's file (default `paths.text_cache(dataset)`; read only when loss.w3 > 0).
     """
     info, device = runtime.init_distributed(cfg.train.device)
+    runtime.configure_backends(device, tf32=cfg.train.tf32)
     try:
         result = _train(cfg, info, device, resume, quiet, results_root, text_cache)
     finally:
