@@ -70,8 +70,11 @@ def test_train_writes_everything_needed_to_resume(cfg_factory, tmp_path):
     again = train(cfg, results_root=results, quiet=True)
     assert again["steps"] == 4 and again["final"] == out["final"]
     # Another config refuses, naming the keys that differ.
-    with pytest.raises(TrainingError, match=r"train\.lr: 0\.0001 -> 0\.001") as info:
-        train(cfg.with_overrides(["train.lr=0.001"]), results_root=results, quiet=True)
+    other_lr = cfg.train.lr * 2
+    with pytest.raises(
+        TrainingError, match=rf"train\.lr: {cfg.train.lr!r} -> {other_lr!r}"
+    ) as info:
+        train(cfg.with_overrides([f"train.lr={other_lr}"]), results_root=results, quiet=True)
     assert "--no-resume" in str(info.value)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg, results_root=tmp_path / "other", resume=True, quiet=True)
