@@ -88,6 +88,7 @@ def measure_loading(
     and two per worker) arrive at the rate the workers produce them.
     """
     from sartm.data.dataset import build_dataset
+    from sartm.data.sampling import sample_seed
 
     dataset = build_dataset(cfg, "train", train=True)
     batch = cfg.train.batch_size
@@ -95,12 +96,14 @@ def measure_loading(
     for workers in worker_counts:
         untimed = 1 + workers * PREFETCH_FACTOR
         timed = max(batches, 2 * workers)
-        sampler = RandomSampler(
+        indices = RandomSampler(
             dataset,
             replacement=True,
             num_samples=batch * (untimed + timed),
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
+        # (index, seed) pairs, as the engine's SeededSampler gives: per-sample seeded augmentation
+        sampler = [(i, sample_seed(cfg.train.seed, 0, n)) for n, i in enumerate(indices)]
         loader = DataLoader(
             dataset,
             batch_size=batch,

@@ -27,18 +27,18 @@ def _ms(stats: dict[str, Any], key: str) -> str:
 
 def _train_rows(train: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for name in ("optimised", "baseline"):
-        r = train.get(name)
-        if r is None:
+    for name, r in train.items():
+        if not isinstance(r, dict):
             continue
         if "error" in r:
-            rows.append([name, "error: " + r["error"][:60], "", "", "", "", "", ""])
+            rows.append([name, "error: " + r["error"][:60], "", "", "", "", "", "", ""])
             continue
         sw = r["switches"]
         on = [sw["autocast"]]
         on += [k for k in ("compile", "fused_adamw", "channels_last") if sw[k]]
         on += ["tf32"] if sw["tf32_matmul"] else []
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        speedup = f"{r['speedup']:.2f}x" if r.get("speedup") else ""
         rows.append(
             [
                 f"{name} ({', '.join(on)})",
@@ -49,6 +49,7 @@ def _train_rows(train: dict[str, Any]) -> list[list[str]]:
                 _num(r["memory_mb"], 0),
                 _num(r["tflops"], 3),
                 mfu,
+                speedup,
             ]
         )
     return rows
@@ -76,7 +77,17 @@ def format_table(result: dict[str, Any]) -> str:
     if train:
         lines += ["", "Training step (random inputs on the device, random weights)"]
         lines += _grid(
-            ["variant", "img/s", "median ms", "p10 ms", "p90 ms", "memory MiB", "TFLOP/s", "MFU"],
+            [
+                "variant",
+                "img/s",
+                "median ms",
+                "p10 ms",
+                "p90 ms",
+                "memory MiB",
+                "TFLOP/s",
+                "MFU",
+                "vs baseline",
+            ],
             _train_rows(train),
         )
         lines.append(
@@ -88,6 +99,33 @@ def format_table(result: dict[str, Any]) -> str:
                 f"  speed-up, optimised vs baseline: {train['speedup']:.2f}x median step, "
                 f"{train['speedup_min']:.2f}x fastest step"
             )
+        profiled = train.get("optimised", {}).get("profile")
+        if profiled:
+            from benchmarks.profile import format_profile
+
+            lines += ["", "Profile of the optimised step"] + format_profile(profiled)
+    memory = result.get("memory")
+    if memory:
+        lines += [
+            "",
+            f"Training memory vs batch (optimised without compile, crop {cfg['crop_size']})",
+        ]
+        if "error" in memory:
+            lines.append(f"  error: {memory['error']}")
+        else:
+            lines += _grid(
+                ["batch", "peak GiB"],
+                [
+                    [str(r["batch"]), r.get("peak_gib", "error: " + r.get("error", "")[:60])]
+                    for r in memory["rows"]
+                ],
+            )
+            if "max_batch" in memory:
+                fits = ", ".join(f"{k}: {v}" for k, v in memory["max_batch"].items())
+                lines.append(
+                    f"  {memory['fixed_gib']} GiB + {memory['per_sample_gib']} GiB per sample; "
+                    f"largest batch per card: {fits}"
+                )
     ev = result.get("eval")
     if ev:
         lines += [

@@ -29,7 +29,7 @@ from sartm.config import PROJECT_ROOT, Config
 from sartm.engine import runtime
 
 SCHEMA = "sartm-benchmark/1"
-PARTS = ("train", "eval", "data", "pipeline")
+PARTS = ("train", "memory", "eval", "data", "pipeline")
 
 
 def _attempt(errors: dict[str, str], where: str, fn: Callable[[], Any]) -> dict[str, Any]:
@@ -86,6 +86,37 @@ def _parse_workers(value: str | None) -> tuple[int, ...]:
     return counts
 
 
+def _parse_variants(specs: tuple[str, ...], cfg: Config) -> dict[str, tuple[str, ...]]:
+    """'NAME:key=value,key=value' -> {NAME: overrides}; each override is checked against the
+    schema now (a typo fails before any measurement)."""
+    from sartm.config import ConfigError
+
+    variants: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        overrides = tuple(o.strip() for o in rest.split(",") if o.strip())
+        if not sep or not name or not overrides:
+            raise click.BadParameter(f"{spec!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+        if name in ("optimised", "baseline") or name in variants:
+            raise click.BadParameter(f"{spec!r}: the name {name!r} is taken")
+        try:
+            cfg.with_overrides(list(overrides))
+        except ConfigError as exc:
+            raise click.BadParameter(f"{spec!r}: {exc}") from exc
+        variants[name] = overrides
+    return variants
+
+
+def _parse_batches(value: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(b) for b in value.split(",") if b.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers") from exc
+    if not batches or any(b < 1 for b in batches):
+        raise click.BadParameter(f"{value!r}: batch sizes must be >= 1")
+    return batches
+
+
 def run_benchmark(
     cfg: Config,
     *,
@@ -96,6 +127,9 @@ def run_benchmark(
     compare_baseline: bool,
     peak_override: float | None,
     workers: tuple[int, ...],
+    variants: dict[str, tuple[str, ...]] | None = None,
+    profile: int = 0,
+    memory_batches: tuple[int, ...] = (),
     data_width: int | None,
     data_batches: int,
     scratch: Path,
@@ -124,6 +158,9 @@ def run_benchmark(
             "warmup": warmup,
             "ms_steps": ms_steps,
             "compare_baseline": compare_baseline,
+            "variants": {k: list(v) for k, v in (variants or {}).items()},
+            "profile_steps": profile,
+            "memory_batches": list(memory_batches),
             "workers": list(workers),
             "data_batches": data_batches,
         },
@@ -136,25 +173,45 @@ def run_benchmark(
     }
 
     if "train" in parts:
-        variants = {"optimised": (cfg, cfg.train.tf32)}
+        train_variants = {"optimised": (cfg, cfg.train.tf32)}
+        for name, overrides in (variants or {}).items():
+            extra = cfg.with_overrides(list(overrides))
+            train_variants[name] = (extra, extra.train.tf32)
         if compare_baseline:
-            variants["baseline"] = (baseline_config(cfg), False)  # TF32 off as well
+            train_variants["baseline"] = (baseline_config(cfg), False)  # TF32 off as well
         train = _attempt(
             errors,
             "train",
             lambda: measure_training(
-                variants, device, steps=steps, warmup=warmup, peak_tflops=peak.tflops
+                train_variants,
+                device,
+                steps=steps,
+                warmup=warmup,
+                peak_tflops=peak.tflops,
+                profile=profile,
             ),
         )
         for name, r in train.items():
             if isinstance(r, dict) and "error" in r:
                 errors[f"train.{name}"] = r["error"]
-        opt, base = train.get("optimised", {}), train.get("baseline", {})
-        if "step" in opt and "step" in base:
-            train["speedup"] = base["step"]["median_s"] / opt["step"]["median_s"]
-            # fastest step against fastest step: less sensitive to other load on the machine
-            train["speedup_min"] = base["step"]["min_s"] / opt["step"]["min_s"]
+        base = train.get("baseline", {})
+        for name, r in list(train.items()):
+            if name != "baseline" and "step" in r and "step" in base:
+                r["speedup"] = base["step"]["median_s"] / r["step"]["median_s"]
+                # fastest against fastest: less sensitive to other load on the machine
+                r["speedup_min"] = base["step"]["min_s"] / r["step"]["min_s"]
+        if "speedup" in train.get("optimised", {}):
+            train["speedup"] = train["optimised"]["speedup"]
+            train["speedup_min"] = train["optimised"]["speedup_min"]
         result["train"] = train
+        save(result)
+
+    if "memory" in parts:
+        from benchmarks.train_step import measure_memory
+
+        result["memory"] = _attempt(
+            errors, "memory", lambda: measure_memory(cfg, device, memory_batches or (1, 2))
+        )
         save(result)
 
     if "eval" in parts:
@@ -272,6 +329,27 @@ def write_json(result: dict[str, Any], out: Path) -> None:
     help="Also time the model in fp32 eager mode without our optimisations.",
 )
 @click.option(
+    "--variant",
+    "variant_specs",
+    multiple=True,
+    metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+    help="An extra training variant timed beside the others, e.g. "
+    "'compile:train.compile=true' (repeatable).",
+)
+@click.option(
+    "--profile",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Profile this many extra steps of the optimised variant (torch.profiler).",
+)
+@click.option(
+    "--memory-batches",
+    default="1,2",
+    show_default=True,
+    help="Batch sizes for the memory part (peak memory vs batch, what fits which card).",
+)
+@click.option(
     "--peak-tflops",
     type=float,
     default=None,
@@ -306,10 +384,15 @@ def main(
     workers: str | None,
     data_width: int | None,
     scratch: Path | None,
+    variant_specs: tuple[str, ...],
+    profile: int,
+    memory_batches: str,
 ) -> None:
     """Measure training, evaluation, data loading and pipeline overhead for one configuration."""
     parts = _parse_parts(what)
     worker_counts = _parse_workers(workers)
+    variants = _parse_variants(variant_specs, cfg)
+    batches = _parse_batches(memory_batches)
     if peak_tflops is not None and peak_tflops <= 0:
         raise click.BadParameter("must be positive", param_hint="--peak-tflops")
     out = out or Path("results") / "benchmarks" / f"{socket.gethostname()}.json"
@@ -323,6 +406,9 @@ def main(
             compare_baseline=compare_baseline,
             peak_override=peak_tflops,
             workers=worker_counts,
+            variants=variants,
+            profile=profile,
+            memory_batches=batches,
             data_width=data_width,
             data_batches=steps,
             scratch=scratch or Path(tmp),

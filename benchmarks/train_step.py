@@ -1,8 +1,8 @@
 """Training-step throughput, memory and FLOPs, configured exactly like `sartm train`.
 
-One step is what the engine's loop does per batch (sartm/engine/train.py): forward under the
-run's autocast, the model's own losses, the finiteness check (a host sync), zero_grad, backward,
-optional gradient clipping, the AdamW step, and reading the loss terms back (host syncs). The
+One step is the engine's own `train_step` (sartm/engine/train.py), the function its loop calls
+per batch: forward under the run's autocast, the model's own losses (with their finiteness
+check), zero_grad, backward, optional gradient clipping, the AdamW step. The
 model is the real SARTM of the configuration with random weights (speed does not depend on
 them) and inputs are random tensors of the training crop already on the device, so the
 measurement excludes data loading (measured separately by benchmarks/loading.py).
@@ -30,6 +30,8 @@ from sartm.config import Config
 from sartm.data.spec import spec_for
 from sartm.engine import runtime
 from sartm.engine.optim import build_optimizer
+from sartm.engine.train import train_step
+from sartm.losses import NonFiniteLossError
 
 TEXT_DIM = 512  # CLIP ViT-B/32's text width; random embeddings stand in for the cache
 BASELINE_OVERRIDES = (
@@ -112,7 +114,7 @@ def switches(cfg: Config, device: torch.device, tf32_enabled: bool | None = None
     cuda = device.type == "cuda"
     return {
         "autocast": str(dtype).removeprefix("torch.") if dtype else "fp32",
-        "compile": cfg.train.compile,
+        "compile": runtime.compile_enabled(cfg.train.compile, device),
         "fused_adamw": device.type == "cuda" and cfg.train.fused_adamw,
         "channels_last": cfg.train.channels_last,
         "tf32_matmul": cuda
@@ -143,11 +145,12 @@ class TrainingRunner:
             fused=device.type == "cuda" and cfg.train.fused_adamw,
         )
         self.dtype = runtime.amp_dtype(cfg.train.precision, device)
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        compiled = runtime.compile_enabled(cfg.train.compile, device)
+        self.forward = torch.compile(self.model) if compiled else self.model
         self.inputs = random_inputs(
             cfg, device, size=cfg.data.crop_size, batch=cfg.train.batch_size
         )
-        self.last_losses: dict[str, float] = {}
+        self.last_terms: dict[str, torch.Tensor] = {}
 
     def tensor_bytes(self) -> int:
         """Bytes of the tensors this variant keeps: weights, buffers, gradients, optimiser state
@@ -174,20 +177,25 @@ class TrainingRunner:
         return counted
 
     def step(self) -> None:
-        rgb, thermal, label = self.inputs
         with tf32(self.tf32_enabled):
-            with runtime.autocast(self.device, self.dtype):
-                outputs = self.forward(rgb, thermal)
-                loss, terms = self.model.compute_loss(outputs, label)
-            if not torch.isfinite(loss):
-                raise BenchmarkError(f"non-finite loss {float(loss)} in the training step")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-            self.optimizer.step()
-        self.last_losses = {"loss": float(loss.detach())}
-        self.last_losses.update({k: float(v) for k, v in terms.items()})
+            try:
+                terms = train_step(
+                    self.forward,
+                    self.model,
+                    self.optimizer,
+                    self.inputs,
+                    device=self.device,
+                    dtype=self.dtype,
+                    grad_clip=self.cfg.train.grad_clip,
+                    info=runtime.Dist(),
+                )
+            except NonFiniteLossError as exc:
+                raise BenchmarkError(f"{exc} in the training step") from exc
+        self.last_terms = terms
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.last_terms.items()}
 
 
 @dataclass
@@ -207,6 +215,7 @@ def measure_training(
     steps: int,
     warmup: int,
     peak_tflops: float | None = None,
+    profile: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Time training steps of each variant {name: (config, tf32 on/off/None = as is)}.
 
@@ -219,6 +228,8 @@ def measure_training(
     allocator peak, CPU resident set); `memory_mb` is their sum: what it needs on its own.
     Model FLOPs are counted once, on the first variant (the count does not depend on the
     switches). A variant that fails (e.g. out of memory) gets {"error": ...}; the others go on.
+    `profile` > 0: that many further steps of the first variant under torch.profiler
+    (benchmarks/profile.py), as its "profile".
     """
     state = {name: _Variant(cfg, tf32_on) for name, (cfg, tf32_on) in variants.items()}
     flops: tuple[int, dict[str, int]] | None = None
@@ -256,6 +267,11 @@ def measure_training(
                     v.result["memory_kind"] = memory.result["kind"]
                 except (torch.cuda.OutOfMemoryError, BenchmarkError) as exc:
                     _fail(v, exc, device)
+        first = next(iter(state.values()))
+        if profile and first.runner is not None:
+            from benchmarks.profile import profile_steps
+
+            first.result["profile"] = profile_steps(first.runner.step, device, steps=profile)
         return {
             name: v.result if "error" in v.result else _summary(v, device, flops, peak_tflops)
             for name, v in state.items()
@@ -297,3 +313,56 @@ def _summary(
         "mfu": achieved / peak_tflops if achieved and peak_tflops else None,
         "last_losses": v.runner.last_losses,
     }
+
+
+CARDS_GB = (24, 40, 48, 80)  # common card sizes (decimal GB, as sold)
+CUDA_CONTEXT_GIB = (
+    0.6  # what the CUDA context and cuBLAS/cuDNN workspaces take outside torch's allocator
+)
+
+
+def measure_memory(
+    cfg: Config, device: torch.device, batches: tuple[int, ...], *, steps: int = 2
+) -> dict[str, Any]:
+    """Peak training memory of the optimised step at several batch sizes, and what fits where.
+
+    Without torch.compile (each batch size would compile anew, minutes each): an upper bound,
+    as compiled steps need less (14 % less at crop 1280 on an H200, benchmarks/README.md).
+    Each batch size gets a fresh model and optimiser and `steps` steps; the peak is what the
+    allocator reserved (GPU: `max_memory_reserved`, what a card must hold; CPU: peak resident-set
+    growth). A straight line through the points (memory grows linearly with the batch) gives
+    the largest batch per card size, keeping CUDA_CONTEXT_GIB for the CUDA context.
+    """
+    rows: list[dict[str, Any]] = []
+    for batch in batches:
+        c = cfg.with_overrides([f"train.batch_size={batch}", "train.compile=false"])
+        release(device)
+        runner = None
+        try:
+            with PeakMemory(device) as memory:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                runner = TrainingRunner(c, device, tf32_enabled=c.train.tf32)
+                for _ in range(steps):
+                    runner.step()
+            peak_mb = memory.result.get("reserved_mb", memory.result["delta_mb"])
+            rows.append({"batch": batch, "peak_gib": round(peak_mb / 1024, 2)})
+        except (torch.cuda.OutOfMemoryError, BenchmarkError) as exc:
+            rows.append({"batch": batch, "error": f"{type(exc).__name__}: {exc}"[:200]})
+        finally:
+            runner = None
+            release(device)
+    result: dict[str, Any] = {"crop": cfg.data.crop_size, "steps": steps, "rows": rows}
+    points = [(r["batch"], r["peak_gib"]) for r in rows if "peak_gib" in r]
+    if len({b for b, _ in points}) >= 2:
+        import numpy as np
+
+        slope, intercept = np.polyfit(*zip(*points), deg=1)
+        result["per_sample_gib"] = round(float(slope), 3)
+        result["fixed_gib"] = round(float(intercept), 2)
+        if slope > 0:
+            result["max_batch"] = {
+                f"{gb}GB": max(0, int((gb * 1e9 / 1024**3 - CUDA_CONTEXT_GIB - intercept) // slope))
+                for gb in CARDS_GB
+            }
+    return result

@@ -99,7 +99,7 @@ class TrainConfig:
     poly_power: float
     grad_clip: float | None
     precision: str
-    compile: bool
+    compile: str | bool  # auto: on for CUDA, off on CPUs (see runtime.compile_enabled)
     fused_adamw: bool
     channels_last: bool
     tf32: bool
@@ -143,7 +143,16 @@ SECTION_TYPES = {
 # The eval section never changes what is trained either: evaluation settings re-run evaluation only.
 EXECUTION_ONLY = {
     "data": {"root", "num_workers"},
-    "train": {"device", "similarity_epochs", "val_every"},
+    # speed switches: the same computation up to floating-point rounding
+    "train": {
+        "device",
+        "similarity_epochs",
+        "val_every",
+        "compile",
+        "fused_adamw",
+        "channels_last",
+        "tf32",
+    },
     "eval": {f.name for f in dataclasses.fields(EvalConfig)},
     "tracking": {"uri", "artifact_root", "experiment"},
 }

@@ -47,8 +47,9 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
     done, out = run_harness(
         tmp_path,
         "--steps", "1", "--warmup", "0", "--ms-steps", "1",
-        "--what", "train,eval,data", "--compare-baseline", "--workers", "0",
-        "--data-width", "64",
+        "--what", "train,memory,eval,data", "--compare-baseline", "--workers", "0",
+        "--data-width", "64", "--variant", "cl:train.channels_last=true", "--profile", "1",
+        "--memory-batches", "1,2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -86,6 +87,24 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
     assert any("scaled_dot_product" in op for op in opt["flops_by_op"])
     assert opt["tflops"] == pytest.approx(opt["flops_per_step"] / opt["step"]["median_s"] / 1e12)
     assert train["speedup"] == pytest.approx(base["step"]["median_s"] / opt["step"]["median_s"])
+    # an extra variant is timed beside the others, with its own switches and speed-up
+    extra = train["cl"]
+    assert extra["switches"]["channels_last"] and not opt["switches"]["channels_last"]
+    assert extra["speedup"] == pytest.approx(base["step"]["median_s"] / extra["step"]["median_s"])
+    assert extra["flops_per_step"] == opt["flops_per_step"]
+    # the profile splits the optimised step's operator time by kind
+    prof = opt["profile"]
+    assert prof["steps"] == 1 and prof["rows_are"].startswith("aten operators")
+    assert prof["busy_ms_per_step"] == pytest.approx(sum(prof["by_kind_ms"].values()))
+    assert prof["by_kind_ms"]["matmul"] > 0 and prof["by_kind_ms"]["attention"] > 0
+    assert prof["top"][0]["ms"] >= prof["top"][-1]["ms"]
+
+    memory = result["memory"]
+    assert [r["batch"] for r in memory["rows"]] == [1, 2]
+    assert all(r["peak_gib"] > 0 for r in memory["rows"])
+    assert memory["per_sample_gib"] == pytest.approx(
+        memory["rows"][1]["peak_gib"] - memory["rows"][0]["peak_gib"], abs=0.01
+    )
 
     single, multi = result["eval"]["single_scale"], result["eval"]["multi_scale_flip"]
     assert (single["scales"], single["flip"]) == ([1.0], False)
@@ -99,6 +118,12 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
     assert row["workers"] == 0 and row["samples_per_s"] > 0
     assert row["vs_training"] == pytest.approx(row["samples_per_s"] / opt["images_per_s"])
     assert "Training step" in done.stdout and "speed-up" in done.stdout
+
+
+def test_variant_with_an_unknown_key_is_refused_before_measuring(tmp_path: Path) -> None:
+    done, out = run_harness(tmp_path, "--what", "train", "--variant", "x:train.compyle=true")
+    assert done.returncode == 2
+    assert "compyle" in done.stderr and not out.exists()
 
 
 def test_unknown_part_is_refused(tmp_path: Path) -> None:

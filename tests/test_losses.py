@@ -122,6 +122,36 @@ def test_ohem_matches_a_loop_reference_on_random_data(seed):
     assert got == pytest.approx(reference_ohem(logits, label, fraction=0.3), rel=1e-9)
 
 
+@pytest.mark.parametrize("fraction", [0.05, 0.9])  # mostly hard pixels / the top-k branch
+def test_ohem_gradient_equals_the_boolean_indexing_formula(fraction):
+    """The mask-based implementation (dense gradient, one host sync) computes the same function
+    as the obvious boolean-indexing one, gradient included."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(2, 5, 8, 7, generator=g, dtype=torch.float64) * 2
+    label = torch.randint(0, 5, (2, 8, 7), generator=g)
+    label[torch.rand(2, 8, 7, generator=g) < 0.25] = 255
+
+    def indexing_formula(logits):
+        pixel = F.cross_entropy(logits, label, ignore_index=255, reduction="none").flatten()
+        pixel = pixel[label.flatten() != 255]
+        hard = pixel[pixel > THRESH]
+        k = min(pixel.numel(), max(1, int(pixel.numel() * fraction)))
+        return (hard if hard.numel() >= k else pixel.topk(k).values).mean()
+
+    grads = []
+    for fn in (
+        lambda x: ohem_cross_entropy(x, label, min_kept_fraction=fraction),
+        indexing_formula,
+    ):
+        logits = base.clone().requires_grad_(True)
+        loss = fn(logits)
+        loss.backward()
+        grads.append((loss.detach(), logits.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-15)
+    assert grads[0][1].abs().sum() > 0
+
+
 def test_plain_cross_entropy_is_the_mean_over_valid_pixels():
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 3, 4, 4, generator=g)

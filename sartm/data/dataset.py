@@ -149,11 +149,22 @@ class RGBTDataset(Dataset):
             "id": row["id"],
         }
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        """`dataset[i]`: the transform draws from torch's global RNG (if it is random at all).
+        `dataset[(i, seed)]` (what `sampling.SeededSampler` yields): it draws from a fresh
+        generator seeded with `seed` instead, so the item is a pure function of (i, seed); the
+        transform must then accept `generator=` (TrainTransform does)."""
+        seed = None
+        if isinstance(index, tuple):
+            index, seed = index
         raw = self.read(index)
         if self.blank is not None:
             raw[self.blank] = torch.zeros_like(raw[self.blank])
-        item = self.transform({k: raw[k] for k in ("rgb", "thermal", "label")})
+        sample = {k: raw[k] for k in ("rgb", "thermal", "label")}
+        if seed is None:
+            item = self.transform(sample)
+        else:
+            item = self.transform(sample, generator=torch.Generator().manual_seed(seed))
         item["id"] = raw["id"]
         return item
 

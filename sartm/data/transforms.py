@@ -9,10 +9,13 @@ label 255). Geometry is applied identically to all three; labels are only ever r
 nearest-neighbour (torchvision's `tv_tensors.Mask` guarantees it) and never gain new values
 other than the ignore index.
 
-Randomness comes from torch's generator (the global one unless a `generator` is given), never
-from Python's `random`, so `torch.manual_seed` reproduces an augmentation and DataLoader workers
-(which reseed torch per worker) draw different ones. Do not pass an explicit generator to a
-transform used with several workers: every worker would get a copy of the same state.
+Randomness comes only from a torch generator, never from Python's `random` or NumPy: the one
+passed to the call (`transform(sample, generator=g)`), else the transform's `generator` field,
+else torch's global one. The training loader passes a fresh generator per sample, seeded from
+(train.seed, epoch, sample index) (`sartm.data.sampling`), so an augmentation does not depend on
+which worker draws it. Without one, `torch.manual_seed` reproduces an augmentation and DataLoader
+workers (which reseed torch per worker) draw different ones; a `generator` field would instead be
+copied into every worker, which would then all draw the same stream.
 """
 
 from __future__ import annotations
@@ -198,8 +201,11 @@ class TrainTransform:
             blur_p=data.blur_p,
         )
 
-    def __call__(self, sample: dict[str, torch.Tensor]) -> dict[str, Any]:
-        g = self.generator
+    def __call__(
+        self, sample: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, Any]:
+        """Augment `sample`, drawing from `generator`, else the field, else the global RNG."""
+        g = self.generator if generator is None else generator
         rgb, thermal, label = _as_tensors(sample)
         if _rand(g) < self.jitter_p:
             rgb = F.adjust_brightness(rgb, _uniform(0.5, 1.5, g))
@@ -209,12 +215,16 @@ class TrainTransform:
             rgb, thermal, label = F.hflip(rgb), F.hflip(thermal), F.hflip(label)
         if _rand(g) < self.blur_p:
             rgb = F.gaussian_blur(rgb, [3, 3])
-        return self.resized_crop(rgb, thermal, label)
+        return self.resized_crop(rgb, thermal, label, g)
 
     def resized_crop(
-        self, rgb: torch.Tensor, thermal: torch.Tensor, label: torch.Tensor
+        self,
+        rgb: torch.Tensor,
+        thermal: torch.Tensor,
+        label: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> dict[str, Any]:
-        g, crop = self.generator, self.crop_size
+        g, crop = self.generator if generator is None else generator, self.crop_size
         h, w = label.shape[-2:]
         r = _uniform(*self.scale_range, g)
         factor = min(int(4 * crop * r) / max(h, w), int(crop * r) / min(h, w))

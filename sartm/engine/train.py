@@ -10,17 +10,22 @@ val; without one (PST900, FMB) the epoch evaluation runs on test, so `best.pt` i
 best-on-test protocol and `last.pt` stays the primary result.
 
 Resuming: `last.pt` holds everything needed to continue exactly (trainable model state and
-buffers, optimiser, step, best metric, history, the RNG states of python/numpy/torch/CUDA and the
-data-loader generator). It is picked up automatically when its configuration matches (evaluation
-settings aside); a different configuration refuses to resume and names the keys that differ.
+buffers, optimiser, step, best metric, history, and each rank's python/numpy/torch/CUDA RNG
+states, which the model's own randomness, e.g. LoRA dropout, draws from). The data order and
+the augmentation carry no state: the order is DistributedSampler's permutation of (train.seed,
+epoch), and each sample is augmented from a seed derived from (train.seed, epoch, sample index)
+(`sartm.data.sampling`), whatever the number of data workers, their persistence across epochs,
+the process count or the point of interruption. `last.pt` is picked up automatically when its
+configuration matches (evaluation settings aside); a different configuration refuses to resume
+and names the keys that differ.
 
 Multi-GPU: under `torchrun --nproc_per_node N` the model is wrapped in DistributedDataParallel
 (NCCL on GPUs, gloo on CPUs). `train.batch_size` is the GLOBAL batch (each rank takes
 batch_size / N), and every process uses the same DistributedSampler permutation, so one step sees
-the same samples as a single-process step. Differences that remain, by design: BatchNorm
-statistics, OHEM pixel selection and the class prototypes (L_cr, L_se) are computed per rank on
-the rank's share of the batch; DDP broadcasts rank 0's buffers (BatchNorm running stats, EMA
-prototypes) at each forward. Only rank 0 writes files and MLflow.
+the same samples, identically augmented, as a single-process step. Differences that remain, by
+design: BatchNorm statistics, OHEM pixel selection and the class prototypes (L_cr, L_se) are
+computed per rank on the rank's share of the batch; DDP broadcasts rank 0's buffers (BatchNorm
+running stats, EMA prototypes) at each forward. Only rank 0 writes files and MLflow.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import csv
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,7 @@ from tqdm import tqdm
 
 from sartm import paths
 from sartm.config import Config, save_config
+from sartm.data.sampling import SeededSampler
 from sartm.engine import checkpointing as ck
 from sartm.engine import modelio, runtime
 from sartm.engine.evaluate import score_loader
@@ -64,6 +69,9 @@ CHECKPOINT_KEYS = (
     "config",
     "training_identity",
 )
+
+
+PROGRESS_EVERY = 10  # iterations between progress-bar loss updates (each one is a host sync)
 
 
 class TrainingError(RuntimeError):
@@ -91,14 +99,14 @@ class Loaders:
     eval_set: RGBTDataset
     train: DataLoader
     eval: DataLoader
-    sampler: DistributedSampler
-    generator: torch.Generator
+    sampler: SeededSampler
     select_split: str  # "val" where the dataset has one, else "test" (authors' protocol)
 
 
 def _build_loaders(cfg: Config, info: runtime.Dist, device: torch.device) -> Loaders:
     """One DistributedSampler permutation for every process (also a single one), so a global
-    batch holds the same samples whatever the number of processes."""
+    batch holds the same samples whatever the number of processes, each augmented from its own
+    seed (SeededSampler), so workers can persist across epochs."""
     from sartm.data.dataset import build_dataset
 
     train_set = build_dataset(cfg, "train", train=True)
@@ -115,38 +123,41 @@ def _build_loaders(cfg: Config, info: runtime.Dist, device: torch.device) -> Loa
             f"({cfg.train.batch_size}); lower train.batch_size"
         )
     per_rank = cfg.train.batch_size // info.world_size
-    sampler = DistributedSampler(
-        train_set,
-        num_replicas=info.world_size,
-        rank=info.rank,
-        shuffle=True,
-        seed=cfg.train.seed,
-        drop_last=True,
+    sampler = SeededSampler(
+        DistributedSampler(
+            train_set,
+            num_replicas=info.world_size,
+            rank=info.rank,
+            shuffle=True,
+            seed=cfg.train.seed,
+            drop_last=True,
+        )
     )
-    generator = torch.Generator().manual_seed(cfg.train.seed + info.rank)
+    # Each loader gets a generator of its own: starting an iterator draws a worker base seed
+    # from it, which must not move the global RNG (checkpointed for the model's randomness).
+    # Its state is irrelevant: the workers' torch seeds derive from it, but nothing draws on them.
     common = {
         "num_workers": cfg.data.num_workers,
         "pin_memory": device.type == "cuda",
-        "worker_init_fn": _seed_worker,
+        "persistent_workers": cfg.data.num_workers > 0,
     }
     train_loader = DataLoader(
         train_set,
         batch_size=per_rank,
         sampler=sampler,
         drop_last=True,
-        generator=generator,
+        generator=torch.Generator(),
         **common,
     )
-    # Each rank scores its own stride of the evaluation split (the confusion matrices add up),
-    # with its own generator: iterating it must not move the global RNG (exact resume).
+    # Each rank scores its own stride of the evaluation split (the confusion matrices add up).
     eval_loader = DataLoader(
         Subset(eval_set, range(info.rank, len(eval_set), info.world_size)),
         batch_size=per_rank,
         shuffle=False,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
+        generator=torch.Generator(),
         **common,
     )
-    return Loaders(train_set, eval_set, train_loader, eval_loader, sampler, generator, select_split)
+    return Loaders(train_set, eval_set, train_loader, eval_loader, sampler, select_split)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
@@ -154,13 +165,6 @@ def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool)
     rgb = batch["rgb"].to(device, non_blocking=True).contiguous(memory_format=fmt)
     thermal = batch["thermal"].to(device, non_blocking=True).contiguous(memory_format=fmt)
     return rgb, thermal, batch["label"].to(device, non_blocking=True)
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Numpy/python in a worker follow torch's per-worker seed (itself drawn from the generator)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -201,7 +205,7 @@ def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any
 
 
 def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) -> Progress:
-    """Load a `last.pt` into the fresh model, optimiser and random generators."""
+    """Load a `last.pt` into the fresh model, optimiser and RNG states."""
     if state["base"]["fingerprint"] != base.fingerprint:
         raise TrainingError(
             "the frozen SAM2 weights differ from the ones the run started with; cannot resume"
@@ -218,14 +222,15 @@ def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) ->
         mlflow_run_id=state.get("mlflow_run_id"),
     )
     if state["world_size"] == info.world_size:
-        loaders.generator.set_state(state["loader_generator"][info.rank])
         ck.set_rng_state(state["rng"][info.rank])
     else:  # the per-rank random streams cannot be mapped: continue, but not exactly
         ck.seed_everything(cfg.train.seed + 1000 * progress.epoch + info.rank)
         log(
             f"warning: the checkpoint was written by {state['world_size']} process(es), this "
-            f"run has {info.world_size}: augmentation randomness is re-seeded, so the resumed "
-            "run is not bit-identical to an uninterrupted one"
+            f"run has {info.world_size}: data order and augmentation do not depend on it, but "
+            "the model's per-rank RNG (e.g. LoRA dropout) is re-seeded, and BatchNorm "
+            "statistics, OHEM and the class prototypes follow the new per-rank share of the "
+            "batch, so the resumed run is not bit-identical to an uninterrupted one"
         )
     return progress
 
@@ -271,24 +276,64 @@ def _log_similarity(tracker, path: Path) -> None:
     plt.close(fig)
 
 
+def train_step(
+    model: torch.nn.Module,
+    raw_model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    grad_clip: float,
+    info: runtime.Dist,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on a batch already on the device: forward under autocast, the
+    model's losses (which refuse non-finite terms), backward, optional clipping, AdamW.
+
+    `model` is what runs the forward (maybe DDP-wrapped and/or compiled), `raw_model` the SARTM
+    that owns the losses and parameters. Returns {"loss": total, term: value} as detached
+    device tensors, so the caller decides when to pay a host sync. Raises NonFiniteLossError on
+    every rank together, before the weights change. The benchmarks time this same function.
+    """
+    error = None
+    try:
+        with runtime.autocast(device, dtype):
+            outputs = model(*batch[:2])
+            loss, terms = raw_model.compute_loss(outputs, batch[2])
+    except NonFiniteLossError as exc:
+        error = exc
+    error = _check_finite(error, info, device)
+    if error is not None:
+        raise error
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    optimizer.step()
+    return {"loss": loss.detach(), **terms}
+
+
 def _check_finite(
-    error: NonFiniteLossError | None, info: runtime.Dist
+    error: NonFiniteLossError | None, info: runtime.Dist, device: torch.device
 ) -> NonFiniteLossError | None:
     """Under DDP every rank must stop together (a rank that raised alone would leave the others
-    waiting in the gradient all-reduce): share a flag, one tiny all-reduce per step."""
+    waiting in the gradient all-reduce): share a flag, one tiny all-reduce per step (on the
+    device: NCCL reduces device tensors only)."""
     if not info.enabled:
         return error
-    flag = torch.tensor([0.0 if error is None else 1.0])
+    flag = torch.tensor([0.0 if error is None else 1.0], device=device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     if flag.item() and error is None:
         return NonFiniteLossError("(on another rank)", float("nan"))
     return error
 
 
-def _mean_over_ranks(sums: dict[str, float], iters: int, info: runtime.Dist) -> dict[str, float]:
+def _mean_over_ranks(
+    sums: dict[str, torch.Tensor], iters: int, info: runtime.Dist
+) -> dict[str, float]:
     """Per-iteration means of the loss sums, averaged over the ranks (each saw 1/N of a batch)."""
     names = sorted(sums)
-    values = torch.tensor([sums[k] for k in names], dtype=torch.float64)
+    values = torch.stack([sums[k].detach().cpu() for k in names]).double()
     if info.enabled:
         torch.distributed.all_reduce(values)
         values /= info.world_size
@@ -365,7 +410,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
         log(f"resuming {cfg.run_id} from {last_path} after epoch {progress.epoch}")
     else:
         progress = Progress()
-        ck.seed_everything(cfg.train.seed + info.rank)  # augmentation differs per rank
+        ck.seed_everything(cfg.train.seed + info.rank)  # model randomness differs per rank
     params = modelio.count_parameters(model)
     dtype = runtime.amp_dtype(cfg.train.precision, device)
     raw_model = model  # state dicts, losses and evaluation use the unwrapped model
@@ -375,7 +420,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
             device_ids=[device.index] if device.type == "cuda" else None,
             gradient_as_bucket_view=True,
         )
-    if cfg.train.compile:
+    if runtime.compile_enabled(cfg.train.compile, device):
         model = torch.compile(model)
 
     tracker: Any = tracking.NullTracker()
@@ -397,7 +442,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
         progress.mlflow_run_id = tracker.run_id
         tracker.log_artifact(out_dir / "config.yaml")
 
-    def checkpoint(kind: str, rng: list, generators: list) -> dict[str, Any]:
+    def checkpoint(kind: str, rng: list) -> dict[str, Any]:
         """Everything needed to resume exactly, and to rebuild the model for inference."""
         return {
             "format": modelio.TRAIN_FORMAT,
@@ -414,7 +459,6 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
             "history": progress.history,
             "train_time_s": progress.train_time_s,
             "rng": rng,
-            "loader_generator": generators,
             "config": cfg.to_dict(),
             "config_hash": cfg.hash(),
             "training_identity": cfg.training_identity(),
@@ -443,7 +487,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
             started = time.perf_counter()
             loaders.sampler.set_epoch(epoch)
             model.train()
-            sums: dict[str, float] = {}
+            sums: dict[str, torch.Tensor] = {}
             images = 0
             bar = tqdm(
                 loaders.train,
@@ -462,17 +506,18 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                 )
                 set_lr(optimizer, lr)
                 rgb, thermal, label = _to_device(batch, device, cfg.train.channels_last)
-                error = None
                 try:
-                    with runtime.autocast(device, dtype):
-                        outputs = model(rgb, thermal)
-                        loss, terms = raw_model.compute_loss(outputs, label)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError("total", float(loss))
-                except NonFiniteLossError as exc:
-                    error = exc
-                error = _check_finite(error, info)
-                if error is not None:
+                    terms = train_step(
+                        model,
+                        raw_model,
+                        optimizer,
+                        (rgb, thermal, label),
+                        device=device,
+                        dtype=dtype,
+                        grad_clip=cfg.train.grad_clip,
+                        info=info,
+                    )
+                except NonFiniteLossError as error:
                     kept = (
                         f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
                     )
@@ -480,17 +525,14 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                         f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
                         f"loss term {error.term!r} is {error.value}; last good checkpoint: {kept}"
                     ) from error
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.train.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.train.grad_clip)
-                optimizer.step()
                 progress.step += 1
                 images += rgb.shape[0] * info.world_size
-                for name, value in {"loss": loss.detach(), **terms}.items():
-                    sums[name] = sums.get(name, 0.0) + float(value)
+                for name, value in terms.items():  # summed on the device: no host sync
+                    sums[name] = sums[name] + value if name in sums else value.double()
+                if i % PROGRESS_EVERY and i + 1 < iters:
+                    continue
                 bar.set_postfix(
-                    loss=f"{sums['loss'] / (i + 1):.4f}",
+                    loss=f"{float(sums['loss']) / (i + 1):.4f}",
                     lr=f"{lr:.2e}",
                     img_s=f"{images / (time.perf_counter() - started):.1f}",
                 )
@@ -520,11 +562,10 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
 
             # Every rank's random state, so that each rank resumes exactly.
             rng = _gather(ck.rng_state(), info)
-            generators = _gather(loaders.generator.get_state(), info)
             if info.is_main:
-                ck.atomic_save(checkpoint("last", rng, generators), last_path)
+                ck.atomic_save(checkpoint("last", rng), last_path)
                 if improved:
-                    ck.atomic_save(checkpoint("best", rng, generators), best_path)
+                    ck.atomic_save(checkpoint("best", rng), best_path)
                 _write_history(out_dir / "history.csv", progress.history)
                 tracker.log_metrics(
                     {k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch

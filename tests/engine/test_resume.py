@@ -12,49 +12,48 @@ import textwrap
 import pytest
 import torch
 
+import sartm
 from sartm.config import save_config
 from sartm.engine import checkpointing as ck
 from sartm.engine.train import train
 
-# Runs `train` on a config file and SIGKILLs itself while loading the 13th training sample:
-# epoch 2, second batch (8 samples and 2 iterations per epoch), after step 3 and before step 4.
+# Runs `train` on a config file and SIGKILLs itself (the main process, whatever the number of
+# data workers) when the 4th training batch reaches the device: epoch 2, second batch (8 samples
+# and 2 iterations per epoch), after step 3 and before step 4.
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    import sartm.data.dataset as dataset_module
+    import sartm.engine.train as train_module
     from sartm.config import load_config
-    from sartm.engine.train import train
 
-    real_build, calls = dataset_module.build_dataset, [0]
+    real_to_device, calls = train_module._to_device, [0]
 
-    class Killing(dataset_module.RGBTDataset):
-        def __getitem__(self, index):
-            calls[0] += 1
-            if calls[0] == 13:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return super().__getitem__(index)
+    def to_device(*args):
+        calls[0] += 1
+        if calls[0] == 4:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_to_device(*args)
 
-    def build(cfg, split, train, **kw):
-        ds = real_build(cfg, split, train, **kw)
-        if train:
-            ds.__class__ = Killing
-        return ds
-
-    dataset_module.build_dataset = build
-    train(load_config(sys.argv[1]), quiet=True)
+    train_module._to_device = to_device
+    train_module.train(load_config(sys.argv[1]), quiet=True)
     """
 )
 TIMING = {"images_per_s", "epoch_time_s"}
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(cfg_factory, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(cfg_factory, tmp_path, workers):
+    """With workers=2 the interrupted run uses 2 persistent data workers and the uninterrupted
+    one none: augmentation depends on neither (data.num_workers is outside the identity)."""
     cfg = cfg_factory("loss.w3=0", run="no-language")
     config_file = tmp_path / "config.yaml"
-    save_config(cfg, config_file)
+    save_config(cfg_factory("loss.w3=0", f"data.num_workers={workers}"), config_file)
     workdir = tmp_path / "interrupted"
     workdir.mkdir()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The subprocesses import the sartm under test, not whichever one the venv has installed.
+    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, path))}
 
     killed = subprocess.run(
         [sys.executable, "-c", KILLER, str(config_file)],
