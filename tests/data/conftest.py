@@ -1,4 +1,5 @@
-"""Fixtures for the data tests: tiny raw datasets in each original layout (see rawdata.py)."""
+"""Fixtures for the data tests: tiny raw datasets in each original layout (see rawdata.py), and
+one small prepared synth-mfnet shared by the dataset and sampling tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,23 @@ from pathlib import Path
 
 import pytest
 import rawdata
+
+from sartm.data import synth
+from sartm.paths import processed_dir
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding a small synth-mfnet, where a run with data.root=<it> looks."""
+    root = tmp_path_factory.mktemp("data")
+    synth.generate(
+        "synth-mfnet",
+        processed_dir("synth-mfnet", root),
+        samples={"train": 6, "val": 2, "test": 6},
+        width=96,
+        seed=0,
+    )
+    return root
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from sartm.config import PROJECT_ROOT, load_params, resolve
-from sartm.data import synth
 from sartm.data.common import DataError, LayoutWriter, read_manifest
 from sartm.data.dataset import RGBTDataset, build_dataset
 from sartm.data.spec import spec_for
@@ -21,20 +20,6 @@ from sartm.data.transforms import EvalTransform
 from sartm.paths import processed_dir
 
 PARAMS = load_params(PROJECT_ROOT / "params.yaml")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding a small synth-mfnet, where a run with data.root=<it> looks."""
-    root = tmp_path_factory.mktemp("data")
-    synth.generate(
-        "synth-mfnet",
-        processed_dir("synth-mfnet", root),
-        samples={"train": 6, "val": 2, "test": 6},
-        width=96,
-        seed=0,
-    )
-    return root
 
 
 @pytest.fixture()

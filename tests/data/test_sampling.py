@@ -8,32 +8,22 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from sartm.config import PROJECT_ROOT, load_params, resolve
-from sartm.data import synth
 from sartm.data.dataset import RGBTDataset, build_dataset
 from sartm.data.sampling import SeededSampler, sample_seed
-from sartm.paths import processed_dir
 
 KEYS = ("rgb", "thermal", "label")
 EPOCHS = 2
 
 
 @pytest.fixture(scope="module")
-def train_set(tmp_path_factory: pytest.TempPathFactory) -> RGBTDataset:
+def train_set(data_root) -> RGBTDataset:
     """6 training samples of synth-mfnet, with every augmentation step likely to fire."""
-    root = tmp_path_factory.mktemp("data")
-    synth.generate(
-        "synth-mfnet",
-        processed_dir("synth-mfnet", root),
-        samples={"train": 6, "val": 2, "test": 2},
-        width=96,
-        seed=0,
-    )
     cfg = resolve(
         load_params(PROJECT_ROOT / "params.yaml"),
         dataset="mfnet",
         preset="ci",
         overrides=[
-            f"data.root={root}",
+            f"data.root={data_root}",
             "data.crop_size=64",
             "data.jitter_p=0.5",
             "data.blur_p=0.5",
