@@ -10,12 +10,11 @@ nearest-neighbour (torchvision's `tv_tensors.Mask` guarantees it) and never gain
 other than the ignore index.
 
 Randomness comes only from a torch generator, never from Python's `random` or NumPy: the one
-passed to the call (`transform(sample, generator=g)`), else the transform's `generator` field,
-else torch's global one. The training loader passes a fresh generator per sample, seeded from
-(train.seed, epoch, sample index) (`sartm.data.sampling`), so an augmentation does not depend on
-which worker draws it. Without one, `torch.manual_seed` reproduces an augmentation and DataLoader
-workers (which reseed torch per worker) draw different ones; a `generator` field would instead be
-copied into every worker, which would then all draw the same stream.
+passed to the call (`transform(sample, generator=g)`), else torch's global one. The training
+loader passes a fresh generator per sample, seeded from (train.seed, epoch, sample index)
+(`sartm.data.sampling`), so an augmentation does not depend on which worker draws it. Without
+one, `torch.manual_seed` reproduces an augmentation and DataLoader workers (which reseed torch per
+worker) draw different ones.
 """
 
 from __future__ import annotations
@@ -187,7 +186,6 @@ class TrainTransform:
     jitter_p: float = 0.2
     blur_p: float = 0.2
     ignore_index: int = IGNORE_INDEX
-    generator: torch.Generator | None = None
 
     @classmethod
     def from_config(cls, data: Any, normalisation: Normalisation) -> TrainTransform:
@@ -204,8 +202,8 @@ class TrainTransform:
     def __call__(
         self, sample: dict[str, torch.Tensor], generator: torch.Generator | None = None
     ) -> dict[str, Any]:
-        """Augment `sample`, drawing from `generator`, else the field, else the global RNG."""
-        g = self.generator if generator is None else generator
+        """Augment `sample`, drawing from `generator`, else from the global RNG."""
+        g = generator
         rgb, thermal, label = _as_tensors(sample)
         if _rand(g) < self.jitter_p:
             rgb = F.adjust_brightness(rgb, _uniform(0.5, 1.5, g))
@@ -224,7 +222,7 @@ class TrainTransform:
         label: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> dict[str, Any]:
-        g, crop = self.generator if generator is None else generator, self.crop_size
+        g, crop = generator, self.crop_size
         h, w = label.shape[-2:]
         r = _uniform(*self.scale_range, g)
         factor = min(int(4 * crop * r) / max(h, w), int(crop * r) / min(h, w))

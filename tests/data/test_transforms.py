@@ -174,8 +174,8 @@ def test_reproducible_under_manual_seed():
         assert torch.equal(a[key], b[key])
     assert not all(torch.equal(a[k], c[k]) for k in ("rgb", "label"))
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    x = TrainTransform(crop_size=48, generator=g1)(sample)
-    y = TrainTransform(crop_size=48, generator=g2)(sample)
+    x = TrainTransform(crop_size=48)(sample, generator=g1)
+    y = TrainTransform(crop_size=48)(sample, generator=g2)
     assert torch.equal(x["rgb"], y["rgb"]) and torch.equal(x["label"], y["label"])
 
 
