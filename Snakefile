@@ -27,6 +27,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/train.smk"

@@ -2,7 +2,7 @@
 
 Resolution order (documented at the top of params.yaml):
 base sections -> preset.set -> preset.per_dataset[dataset] -> runs[run].set -> --set overrides,
-then the section-4 rules of method.md: a loss weight of 0 removes what only that term needs, so two
+then the section-4 rules of docs/method.md: a loss weight of 0 removes what only that term needs, so two
 configurations that differ only in unused parts canonicalise (and hash) to the same run.
 """
 
@@ -339,9 +339,60 @@ def _preset_chain(params: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return chain
 
 
+def run_list(params: dict[str, Any], preset: str | None = None) -> dict[str, dict[str, Any]]:
+    """params.yaml's `runs:` plus the extra runs of the preset chain (`presets.<name>.runs`),
+    which exist in that preset alone (e.g. the demo's random-encoder run)."""
+    out = dict(params["runs"])
+    for item in _preset_chain(params, preset or params["preset"]):
+        for name, spec in item.get("runs", {}).items():
+            if name in params["runs"]:
+                raise ConfigError(f"presets: extra run {name!r} is already in runs:")
+            out[name] = spec
+    return out
+
+
+def run_seeds(
+    params: dict[str, Any], dataset: str, run: str | None, preset: str | None = None
+) -> list[int]:
+    """The seeds a run is trained with: `seeds`, then the preset's `repeat` seeds for
+    `dataset/run` (a few extra seeds of one run show the seed-to-seed spread)."""
+    seeds = list(params.get("seeds", [params["train"]["seed"]]))
+    for item in _preset_chain(params, preset or params["preset"]):
+        for seed in item.get("repeat", {}).get(f"{dataset}/{run}", []):
+            if seed not in seeds:
+                seeds.append(seed)
+    return seeds
+
+
+def seed_count(params: dict[str, Any], preset: str | None = None) -> int:
+    """The largest number of seeds of any run (the number of alias maps, see `run_aliases`)."""
+    return max(
+        len(run_seeds(params, ds, run, preset))
+        for run, spec in run_list(params, preset).items()
+        for ds in spec["datasets"]
+    )
+
+
+def pretrain_settings(params: dict[str, Any], preset: str | None = None) -> dict[str, Any]:
+    """`pretrain:` of params.yaml with the preset chain's `pretrain` overrides applied."""
+    out = copy.deepcopy(params["pretrain"])
+    for item in _preset_chain(params, preset or params["preset"]):
+        out.update(copy.deepcopy(item.get("pretrain", {})))
+    return out
+
+
+def uses_stand_in(cfg: Config, params: dict[str, Any]) -> bool:
+    """True when the run's base checkpoint is the preset's pretrained stand-in (the pipeline
+    then makes it before training)."""
+    out = pretrain_settings(params, cfg.preset)["out"]
+    return cfg.model.checkpoint is not None and Path(cfg.model.checkpoint) == Path(out)
+
+
 def canonicalise(sections: dict[str, dict[str, Any]]) -> None:
-    """Apply method.md section 4 in place: what a zero weight switches off is not built."""
+    """Apply docs/method.md section 4 in place: what a zero weight switches off is not built."""
     loss, model, text = sections["loss"], sections["model"], sections["text"]
+    if model["lora_alpha"] is None:  # the paper's dQ = W_a W_b: no scaling, alpha / r = 1
+        model["lora_alpha"] = float(model["lora_rank"])
     if model["aux_head"] == "none":
         loss["w1"] = 0.0
     if loss["w1"] == 0:
@@ -399,19 +450,23 @@ def resolve(
             _set_dotted(sections, key, value, source=f"presets.{preset}.per_dataset.{dataset}")
     sections["data"]["dataset"] = sources.get(dataset, dataset)
     if run is not None:
-        if run not in params["runs"]:
-            near = difflib.get_close_matches(run, list(params["runs"]), n=3)
+        runs = run_list(params, preset)
+        if run not in runs:
+            near = difflib.get_close_matches(run, list(runs), n=3)
             raise ConfigError(
-                f"runs: {run!r} is not defined" + (f" (did you mean {near}?)" if near else "")
+                f"runs: {run!r} is not defined in preset {preset!r}"
+                + (f" (did you mean {near}?)" if near else "")
             )
-        spec = params["runs"][run]
+        spec = runs[run]
         if dataset not in spec["datasets"]:
             raise ConfigError(f"runs.{run}: runs on {spec['datasets']}, not on {dataset!r}")
         for key, value in spec.get("set", {}).items():
             _set_dotted(sections, key, value, source=f"runs.{run}.set")
-    seeds = params.get("seeds", [sections["train"]["seed"]])
+    seeds = run_seeds(params, dataset, run, preset)
     if not 0 <= seed_index < len(seeds):
-        raise ConfigError(f"seeds: no seed number {seed_index}; params.yaml lists {len(seeds)}")
+        raise ConfigError(
+            f"seeds: {dataset}/{run} has no seed number {seed_index}; it has {len(seeds)}"
+        )
     sections["train"]["seed"] = seeds[seed_index]
     for item in overrides:
         key, value = parse_override(item)
@@ -430,13 +485,16 @@ def resolve(
 def pipeline_runs(params: dict[str, Any], preset: str | None = None) -> list[Config]:
     """Every training run of the run list, one per distinct canonical configuration.
 
-    Runs whose canonical configuration is identical are ONE run (method.md section 6); the first
+    Runs whose canonical configuration is identical are ONE run (docs/method.md section 6); the first
     name in params.yaml's order is kept, the others alias it (see `run_aliases`).
     """
     seen: dict[tuple[str, str], Config] = {}
-    for seed_index in range(len(params.get("seeds", [0]))):
-        for run, spec in params["runs"].items():
+    runs = run_list(params, preset)
+    for seed_index in range(seed_count(params, preset)):
+        for run, spec in runs.items():
             for dataset in spec["datasets"]:
+                if seed_index >= len(run_seeds(params, dataset, run, preset)):
+                    continue
                 cfg = resolve(
                     params, dataset=dataset, run=run, preset=preset, seed_index=seed_index
                 )
@@ -448,11 +506,13 @@ def run_aliases(
     params: dict[str, Any], preset: str | None = None, seed_index: int = 0
 ) -> dict[str, str]:
     """`<dataset>/<run>` of every listed run -> the run_id of the one training job that serves it
-    (for the seed_index-th entry of `seeds`)."""
+    (for its seed_index-th seed; runs with fewer seeds are left out)."""
     canonical = {(c.dataset, c.hash()): c.run_id for c in pipeline_runs(params, preset)}
     out = {}
-    for run, spec in params["runs"].items():
+    for run, spec in run_list(params, preset).items():
         for dataset in spec["datasets"]:
+            if seed_index >= len(run_seeds(params, dataset, run, preset)):
+                continue
             cfg = resolve(params, dataset=dataset, run=run, preset=preset, seed_index=seed_index)
             out[f"{dataset}/{run}"] = canonical[(dataset, cfg.hash())]
     return out

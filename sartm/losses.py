@@ -1,10 +1,10 @@
-"""SARTM's training objective (method.md sections 3-4): OHEM cross entropy, L_cr and L_se.
+"""SARTM's training objective (docs/method.md sections 3-4): OHEM cross entropy, L_cr and L_se.
 
     L = w0 * CE(S0) + w1 * CE(S1) + w2 * L_cr + w3 * L_se
 
 The distillation terms follow the authors' numerics (KL divergence with the student's
 log-probabilities first and the teacher's probabilities second, mean over all elements). Where
-the paper is vague we follow our reading in method.md; each such place says so below.
+the paper is vague we follow our reading in docs/method.md; each such place says so below.
 """
 
 from __future__ import annotations

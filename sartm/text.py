@@ -1,4 +1,4 @@
-"""The CLIP text teacher, computed once per dataset and cached to a file (method.md section 3).
+"""The CLIP text teacher, computed once per dataset and cached to a file (docs/method.md section 3).
 
 Training never loads CLIP: it reads the cache with `load_text_cache`, which refuses a file made
 for another class list. The cache is a `torch.save`d dict (read back with weights_only=True):

@@ -3,7 +3,7 @@
 Files live in `weights/` (relative to the project root) or in `$SARTM_WEIGHTS`, named
 `<name>.pt` as Meta names them, each with a `<name>.pt.sha256` file recording the SHA-256 seen at
 download (`sha256sum` format). Meta publishes no checksums; the expected values below are those
-of the Hugging Face copies (method.md section 1), so a mismatch is a WARNING naming both hashes,
+of the Hugging Face copies (docs/method.md section 1), so a mismatch is a WARNING naming both hashes,
 not a failure. `sam2_hiera_large` has no recorded hash: the one seen at download is recorded.
 A download streams into `<name>.pt.part`, is hashed and checked to be a SAM2 checkpoint of the
 expected size, and only then renamed into place.

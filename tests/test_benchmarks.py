@@ -23,7 +23,8 @@ from benchmarks.device import peak_tflops  # noqa: E402
 
 TINY = (
     "--preset", "ci", "--dataset", "pst900",
-    "--set", "model.backbone=test_hiera_micro", "--set", "data.crop_size=64",
+    "--set", "model.backbone=test_hiera_micro", "--set", "model.checkpoint=null",
+    "--set", "data.crop_size=64",
     "--set", "data.eval_size=64", "--set", "train.batch_size=2",
     "--set", "eval.scales=[0.5,1.0]", "--set", "train.device=cpu",
 )  # fmt: skip

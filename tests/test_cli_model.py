@@ -37,8 +37,8 @@ def test_summary_of_the_tiny_model_runs_a_forward_pass():
     for part in ("lora", "encoder (frozen)", "fusion", "decoder", "aux_head", "all"):
         assert f"\n  {part} " in out
     assert "forward pass on a zero input" in out
-    assert "s0                    (1, 15, 128, 128)" in out  # FMB: 15 classes at the crop size
-    assert "F~_n (SFM, stride 16) (1, 64, 8, 8)" in out
+    assert "s0                    (1, 15, 64, 64)" in out  # FMB: 15 classes at the crop size
+    assert "F~_n (SFM, stride 16) (1, 64, 4, 4)" in out
     assert "aux head segformer" in out
 
 
@@ -61,7 +61,7 @@ def test_summary_loads_a_fitting_checkpoint(tiny_sam2_checkpoint):
     assert result.exit_code == 0, result.output
     assert f"checkpoint {tiny_sam2_checkpoint}: OK" in result.output
     assert "on the meta device" in result.output
-    assert "s0                    (1, 5, 128, 128)" in result.output
+    assert "s0                    (1, 5, 64, 64)" in result.output
 
 
 def test_summary_fails_on_a_checkpoint_of_another_size(tiny_sam2_checkpoint):

@@ -129,12 +129,28 @@ def test_execution_only_settings_do_not_change_the_hash(params):
 
 @pytest.mark.parametrize("preset", ["paper", "demo"])
 def test_run_list_resolves_to_30_training_runs(params, preset):
+    """30 jobs of the paper's run list; the demo adds its own three (two seeds, one run)."""
     runs = cfgmod.pipeline_runs(params, preset)
-    assert len(runs) == 30
-    assert len({r.run_id for r in runs}) == 30
+    extra = {"pst900/random-encoder", "pst900/full/seed1", "pst900/full/seed2"}
+    ids = {r.run_id for r in runs}
+    assert len(runs) == len(ids) == (30 if preset == "paper" else 33)
+    assert (ids & extra) == (set() if preset == "paper" else extra)
     aliases = cfgmod.run_aliases(params, preset)
-    assert set(aliases.values()) == {r.run_id for r in runs}
+    assert set(aliases.values()) == {r.run_id for r in runs if r.seed_index == 0}
     assert aliases["pst900/full"] == "pst900/full"
+
+
+def test_preset_repeats_and_extra_runs_stay_in_their_preset(params):
+    assert cfgmod.run_seeds(params, "pst900", "full", "demo") == [3407, 1, 2]
+    assert cfgmod.run_seeds(params, "pst900", "full", "paper") == [3407]
+    assert cfgmod.run_seeds(params, "mfnet", "full", "demo") == [3407]
+    assert cfgmod.seed_count(params, "demo") == 3 and cfgmod.seed_count(params, "paper") == 1
+    third = cfgmod.run_aliases(params, "demo", seed_index=2)
+    assert third == {"pst900/full": "pst900/full/seed2"}
+    cfg = cfgmod.resolve(params, dataset="pst900", run="random-encoder", preset="demo")
+    assert cfg.model.checkpoint is None and cfg.model.backbone == "test_hiera_tiny"
+    with pytest.raises(cfgmod.ConfigError, match="not defined in preset 'paper'"):
+        cfgmod.resolve(params, dataset="pst900", run="random-encoder", preset="paper")
 
 
 def test_identical_runs_are_one_run(tmp_path):
@@ -148,7 +164,7 @@ def test_identical_runs_are_one_run(tmp_path):
 
 def test_seeds_repeat_every_run(tmp_path):
     params = cfgmod.load_params(write_params(tmp_path, lambda d: d.update(seeds=[1, 2])))
-    runs = cfgmod.pipeline_runs(params, "demo")
+    runs = cfgmod.pipeline_runs(params, "paper")
     assert len(runs) == 60
     assert {r.train.seed for r in runs} == {1, 2}
     assert "pst900/full/seed2" in {r.run_id for r in runs}

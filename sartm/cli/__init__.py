@@ -11,6 +11,7 @@ from sartm.cli.evaluate import evaluate
 from sartm.cli.model import model
 from sartm.cli.pipeline import pipeline
 from sartm.cli.predict import export, predict
+from sartm.cli.pretrain import pretrain
 from sartm.cli.report import report
 from sartm.cli.tracking import tracking
 from sartm.cli.train import train
@@ -31,6 +32,7 @@ cli.add_command(evaluate)
 cli.add_command(predict)
 cli.add_command(export)
 cli.add_command(weights)
+cli.add_command(pretrain)
 cli.add_command(model)
 cli.add_command(report)
 cli.add_command(pipeline)

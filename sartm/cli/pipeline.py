@@ -100,9 +100,8 @@ def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
 def jobs(params_path: Path, preset: str | None) -> None:
     """The training jobs of the run list: run id, config hash, and the runs each one serves."""
     params = _params(params_path)
-    seeds = params.get("seeds", [params["train"]["seed"]])
     served: dict[str, list[str]] = {}
-    for i in range(len(seeds)):
+    for i in range(cfgmod.seed_count(params, preset)):
         for name, run_id in cfgmod.run_aliases(params, preset, seed_index=i).items():
             served.setdefault(run_id, []).append(name)
     for cfg in cfgmod.pipeline_runs(params, preset):
@@ -117,10 +116,19 @@ def jobs(params_path: Path, preset: str | None) -> None:
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
 def configs(params_path: Path, preset: str | None) -> None:
-    """Write results/configs/<run_id>.yaml for every training job (only where it changed)."""
-    from sartm.report import stages
+    """Write results/configs/<run_id>.yaml for every training job (only where it changed).
 
-    written = stages.write_configs(_params(params_path), preset)
+    The first stage of dvc.yaml: it refuses to go on when dvc.yaml was generated for other jobs
+    (another preset in params.yaml), since DVC would then run the wrong stage graph."""
+    from sartm.report import dvcgen, stages
+
+    params = _params(params_path)
+    if preset is None and dvcgen.DVC_FILE.is_file() and dvcgen.is_stale(params):
+        raise click.ClickException(
+            f"{dvcgen.DVC_FILE} does not match preset {params['preset']!r} of {params_path} "
+            "(each preset has its own jobs): run `sartm pipeline dvc-yaml`, then `dvc repro`"
+        )
+    written = stages.write_configs(params, preset)
     changed = [p for p, rewritten in written.items() if rewritten]
     for path in changed:
         click.echo(f"{path}: written")

@@ -90,7 +90,7 @@ def tables_cmd(
     """Write the tables NAMES (default: all of them: t1-t8 and ours)."""
     from sartm.report import runs, tables
 
-    chosen = list(names) or runs.table_names()
+    chosen = list(names) or runs.table_names(cfgmod.load_params(params_path), preset)
 
     def make() -> list[Path]:
         written = []
@@ -131,7 +131,7 @@ def figures_cmd(
     """Draw the figures NAMES (default: all: f4-f8 and the training curves)."""
     from sartm.report import figures, runs
 
-    chosen = list(names) or runs.figure_names()
+    chosen = list(names) or runs.figure_names(cfgmod.load_params(params_path), preset)
 
     def make() -> list[Path]:
         written = []
@@ -185,7 +185,7 @@ def list_cmd(params_path: Path, preset: str | None) -> None:
 
     def show() -> list[Path]:
         params = cfgmod.load_params(params_path)
-        for name in [*runs.table_names(), *runs.figure_names()]:
+        for name in [*runs.table_names(params, preset), *runs.figure_names(params, preset)]:
             mapping = runs.item_jobs(name, params, preset)
             jobs = sorted({r for ids in mapping.values() for r in ids})
             click.echo(f"{name}: {runs.item_spec(name)[1]['title']}")

@@ -70,7 +70,7 @@ class Mirror:
     note: str = ""
 
 
-# The one table of published locations and digests (method.md section 1).
+# The one table of published locations and digests (docs/method.md section 1).
 SOURCES: dict[str, tuple[Mirror, ...]] = {
     "mfnet": (
         Mirror(

@@ -1,4 +1,4 @@
-"""What each dataset is: class names in label-index order, palettes, splits (method.md section 1).
+"""What each dataset is: class names in label-index order, palettes, splits (docs/method.md section 1).
 
 The synthetic stand-ins (`synth-<name>`) share the spec of the dataset they imitate, so every
 downstream step (text cache, tables, palettes) treats them alike; `custom-<name>` datasets get

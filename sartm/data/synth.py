@@ -28,7 +28,10 @@ from sartm.data.common import LayoutWriter
 from sartm.data.spec import spec_for
 
 GENERATOR_VERSION = 1
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "pretrain": 3}
+# Scenes for pretraining the SAM2 stand-in (sartm.pretrain): a seed stream of their own, so they
+# share no image with any split of a stand-in; never written as a dataset split.
+PRETRAIN_SPLIT = "pretrain"
 DATASET_CODES = {"synth-mfnet": 11, "synth-pst900": 12, "synth-fmb": 13}
 SYNTH_NAMES = tuple(DATASET_CODES)
 
@@ -1075,13 +1078,15 @@ class SynthSample:
 def render(name: str, split: str, index: int, *, width: int, seed: int) -> SynthSample:
     """One sample, a pure function of (name, split, index, width, seed)."""
     fam = family(name)
-    if split not in fam.splits:
+    if split not in (*fam.splits, PRETRAIN_SPLIT):
         raise SynthError(f"{name}: no split {split!r}; splits: {', '.join(fam.splits)}")
     w, h = image_size(name, width)
     rng = np.random.default_rng([seed, DATASET_CODES[name], SPLIT_CODES[split], index])
     c = Canvas(rng, w, h)
     classes = spec_for(name).classes
     condition = fam.scene(c, index, {n: i for i, n in enumerate(classes)})
+    if split == PRETRAIN_SPLIT:  # a foundation model's photographs: the scene in daylight
+        condition = "day"
     rgb, thermal = finish(c, condition)
     if name == "synth-pst900":
         _projection_holes(rng, thermal)

@@ -8,7 +8,7 @@ one modality blanked. Blanking means the RAW image is all zeros before normalisa
 camera: the dataset's `blank` option), so the normalised tensor holds -mean/std over the image
 region while the padding stays 0.
 
-Which checkpoint (`eval.checkpoint`): `auto` follows method.md section 5: with a validation split
+Which checkpoint (`eval.checkpoint`): `auto` follows docs/method.md section 5: with a validation split
 (MFNet) `best.pt` (selected on val) is the result; without one (PST900, FMB) `last.pt` is the
 primary result and `best.pt` (selected on test: the authors' protocol) is reported beside it as
 `test_best`. `last` / `best` force one file.

@@ -1,4 +1,4 @@
-"""Segmentation metrics from one confusion matrix per split (method.md section 5).
+"""Segmentation metrics from one confusion matrix per split (docs/method.md section 5).
 
 The matrix is accumulated on the device the predictions live on (one `bincount` per batch, no
 host round trip) and reduced across processes once at the end. Means run over ALL classes: a

@@ -5,7 +5,7 @@ the model's own losses, optional gradient clipping, AdamW. Per epoch: validation
 `val_every` epochs), the F8 similarity matrices at `similarity_epochs`, an atomic `last.pt` (and
 `best.pt` when the selection metric improved), a row of `history.csv`, one MLflow `log_batch`.
 
-Model selection (method.md section 5): with a validation split (MFNet) `best.pt` is selected on
+Model selection (docs/method.md section 5): with a validation split (MFNet) `best.pt` is selected on
 val; without one (PST900, FMB) the epoch evaluation runs on test, so `best.pt` is the authors'
 best-on-test protocol and `last.pt` stays the primary result.
 

@@ -1,15 +1,19 @@
 """Path S0: SAM2's mask decoder run prompt-free on the fused maps, one mask token per class.
 
 Built from `sam2`'s own components so that the official checkpoint's `sam_mask_decoder.*`
-weights (two-way transformer, upscaling, `conv_s0`/`conv_s1`) and the two prompt-encoder
-tensors a prompt-free decoder needs (`no_mask_embed`, the random-Fourier PE matrix) load by name.
-What SARTM changes (paper Eq. 9, method.md section 2.4):
+weights (two-way transformer, upscaling, `conv_s0`/`conv_s1`) and the three prompt-encoder
+tensors a prompt-free decoder needs (`no_mask_embed`, `not_a_point_embed`, the random-Fourier PE
+matrix) load by name.
+What SARTM changes (paper Eq. 9, docs/method.md section 2.4):
 
 - SAM2's 4 mask tokens become C class tokens, each with its own hypernetwork MLP; both start
   fresh (as the authors), so their checkpoint weights are skipped.
 - No IoU token / IoU head / object-score head: SARTM never uses them, so they are not built.
-- No point or box tokens: the decoder reads only the class tokens; the dense prompt is the
-  prompt encoder's "no mask" embedding.
+- Prompt-free exactly as SAM2 calls itself without prompts (`SAM2Base._forward_sam_heads` with no
+  points pads one point of label -1, and the prompt encoder pads one more): the two-way
+  transformer reads the class tokens followed by two "not-a-point" tokens
+  (`sam_prompt_encoder.not_a_point_embed`), and the dense prompt is the "no mask" embedding.
+  The prompt-encoder parts stay frozen in SARTM (the authors freeze the prompt encoder).
 - The image PE is computed for the actual feature grid (inputs are not always 1024 x 1024).
 - Each image keeps its own tokens (no repeat_interleave over prompts).
 """
@@ -40,22 +44,30 @@ SKIPPED_DECODER_PARTS = {
 }
 SKIPPED_PROMPT_PARTS = {
     "point_embeddings.": "prompt-free decoder: no point or box prompts",
-    "not_a_point_embed.": "prompt-free decoder: no point or box prompts",
     "mask_downscaling.": "prompt-free decoder: no mask prompts",
 }
 
 
-class PromptFreeEmbedding(nn.Module):
-    """The two pieces of SAM2's prompt encoder a prompt-free decoder needs.
+# SAM2's prompt-free call: its own padding point plus the prompt encoder's padding point.
+NOT_A_POINT_TOKENS = 2
 
-    Names mirror `sam_prompt_encoder.*` (`no_mask_embed`, `pe_layer`) so they load from the
-    official checkpoint.
+
+class PromptFreeEmbedding(nn.Module):
+    """The pieces of SAM2's prompt encoder a prompt-free decoder needs.
+
+    Names mirror `sam_prompt_encoder.*` (`no_mask_embed`, `not_a_point_embed`, `pe_layer`) so
+    they load from the official checkpoint.
     """
 
     def __init__(self, *, embed_dim: int) -> None:
         super().__init__()
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self.not_a_point_embed = nn.Embedding(1, embed_dim)
+
+    def sparse_prompt(self, batch: int) -> Tensor:
+        """(B, 2, d): the two "not-a-point" tokens SAM2 feeds when it is given no prompt."""
+        return self.not_a_point_embed.weight.expand(batch, NOT_A_POINT_TOKENS, -1)
 
     def dense_pe(self, size: tuple[int, int]) -> Tensor:
         """Positional encoding (1, d, h, w) for the actual feature grid."""
@@ -163,10 +175,14 @@ class ClassTokenMaskDecoder(nn.Module):
         """image_embedding (B, d, h, w) at stride 16, feat_s1 (B, d/4, 2h, 2w), feat_s0
         (B, d/8, 4h, 4w) -> class logits (B, C, 4h, 4w)."""
         b, c, h, w = image_embedding.shape
-        tokens = self.mask_tokens.weight.unsqueeze(0).expand(b, -1, -1)  # (B, C, d)
+        # class tokens, then the prompt-free sparse tokens (SAM2's order: output tokens first)
+        tokens = torch.cat(
+            [self.mask_tokens.weight.unsqueeze(0).expand(b, -1, -1), self.prompt.sparse_prompt(b)],
+            dim=1,
+        )  # (B, C + 2, d)
         src = image_embedding + self.prompt.dense_prompt()
         pos = self.prompt.dense_pe((h, w)).to(src.dtype).expand(b, -1, -1, -1)
-        hs, src = self.transformer(src, pos, tokens)  # hs (B, C, d); src (B, hw, d)
+        hs, src = self.transformer(src, pos, tokens)  # hs (B, C + 2, d); src (B, hw, d)
         src = src.transpose(1, 2).reshape(b, c, h, w)
 
         # SAM2's high-resolution path: add the fused stride-8 and stride-4 maps while upscaling.

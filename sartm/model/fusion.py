@@ -2,7 +2,7 @@
 
 Written from the description in Zhang et al., "CMX: Cross-Modal Fusion for RGB-X Semantic
 Segmentation with Transformers" (T-ITS 2023), which SARTM uses unchanged at its three levels
-(paper Sec. III-C, method.md section 2.3):
+(paper Sec. III-C, docs/method.md section 2.3):
 
 - Feature Rectify Module (FRM): each modality is corrected by the other one, weighted per channel
   (an MLP over global average- and max-pooled features of both) and per pixel (a 1x1 conv stack

@@ -1,4 +1,4 @@
-"""The assembled SARTM model (paper Sec. III, method.md sections 2-4).
+"""The assembled SARTM model (paper Sec. III, docs/method.md sections 2-4).
 
     rgb, thermal -> RGBTEncoder (frozen SAM2 + q/v LoRA, one pass)     3 FPN levels per modality
       -> conv_s0 / conv_s1 (SAM2 decoder weights, shared by both)      FFP d/8, IFP d/4, SFM d
@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from sartm.config import Config
 
 PREDICT_MODES = ("s0", "s0+s1")
-# Buffers that belong to the frozen SAM2 weights (from the base checkpoint or the seeded random
-# initialisation), never to the trained state.
-FROZEN_PREFIXES = ("encoder.", "decoder.prompt.pe_layer.")
+# The frozen SAM2 weights and buffers (from the base checkpoint or the seeded random
+# initialisation), never part of the trained state: the encoder and the prompt-free embeddings
+# (the authors freeze SAM2's prompt encoder).
+FROZEN_PREFIXES = ("encoder.", "decoder.prompt.")
 
 
 class ModelError(ValueError):
@@ -244,6 +245,7 @@ def build_model(cfg: Config, num_classes: int, text_embeddings: Tensor | None = 
             ),
             predict_mode=m.predict,
         )
+    model.decoder.prompt.requires_grad_(False)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

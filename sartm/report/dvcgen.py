@@ -3,9 +3,11 @@
 DVC is the serial runner (`dvc repro`, `dvc exp run -S preset=paper`); Snakemake the parallel
 one. Both read params.yaml, resolve the same training jobs (sartm.config.pipeline_runs /
 run_aliases), the same table and figure inputs (sartm/resources/experiments.yaml) and the same
-paths (sartm.paths, sartm.report.results). The stage graph does not depend on the preset: the
-set-up stages name logical datasets and record what they made in stamp files, and every job reads
-its resolved configuration file. `sartm pipeline dvc-yaml` rewrites the file; a test fails when
+paths (sartm.paths, sartm.report.results). The stage graph is that of the preset in
+params.yaml (presets may add runs or seeds of their own): switching the preset means
+regenerating the file, and the first stage refuses to run a stale one. The set-up stages name
+logical datasets and record what they made in stamp files, and every job reads its resolved
+configuration file. `sartm pipeline dvc-yaml` rewrites the file; a test fails when
 the committed one is stale.
 """
 
@@ -34,7 +36,7 @@ SECTIONS = cfgmod.SECTIONS
 
 
 class DvcGenError(ValueError):
-    """params.yaml cannot be expressed as one preset-independent stage graph."""
+    """params.yaml cannot be expressed as a DVC stage graph."""
 
 
 def stage_name(kind: str, run_id: str = "") -> str:
@@ -54,9 +56,10 @@ def _structure(params: dict[str, Any], preset: str) -> dict[str, Any]:
     """What the stage graph depends on, for one preset (it must be the same for all)."""
     jobs = cfgmod.pipeline_runs(params, preset)
     aliases = runsmod.seed_aliases(params, preset)
-    items = [*runsmod.table_names(), *runsmod.figure_names()]
+    items = [*runsmod.table_names(params, preset), *runsmod.figure_names(params, preset)]
     return {
         "jobs": [(c.run_id, c.loss.w3 > 0) for c in jobs],
+        "stand_in": {c.run_id for c in jobs if cfgmod.uses_stand_in(c, params)},
         "items": {n: runsmod.item_jobs(n, params, preset, aliases) for n in items},
         "summary": runsmod.job_map(summary_runs(), params, preset, aliases),
     }
@@ -72,16 +75,9 @@ def _param_keys(params: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
 
 def stages(params: dict[str, Any]) -> dict[str, Any]:
     """The `stages:` mapping of dvc.yaml."""
-    structures = {p: _structure(params, p) for p in params["presets"]}
-    reference = structures[params["preset"]]
-    differ = [p for p, s in structures.items() if s != reference]
-    if differ:
-        raise DvcGenError(
-            f"params.yaml: presets {differ} resolve to other training jobs or table inputs than "
-            f"preset {params['preset']!r}; dvc.yaml needs one stage graph for every preset "
-            "(use Snakemake, which resolves the graph per preset)"
-        )
+    reference = _structure(params, params["preset"])
     jobs = reference["jobs"]
+    stand_in = reference["stand_in"]
     datasets = list(dict.fromkeys(run_id.split("/")[0] for run_id, _ in jobs))
     text_datasets = {run_id.split("/")[0] for run_id, needs_text in jobs if needs_text}
     tracking = stamp_file("tracking.txt")
@@ -102,6 +98,13 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             "params": _param_keys(params, ("preset", "presets", "data", "synth")),
             "outs": [{_posix(stamp_file(f"data-{ds}.json")): {"cache": False}}],
         }
+    if stand_in:
+        base = cfgmod.pretrain_settings(params, params["preset"])["out"]
+        out["pretrain"] = {
+            "cmd": f"sartm pretrain --out {base} --force --quiet",
+            "params": ["pretrain", "presets"],
+            "outs": [{f"{base}{ext}": {"cache": False}} for ext in ("", ".sha256", ".json")],
+        }
     for ds in datasets:
         if ds in text_datasets:
             out[stage_name("text", ds)] = {
@@ -120,6 +123,8 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
         ]
         if needs_text:
             deps.append(_posix(stamp_file(f"text-{ds}.json")))
+        if run_id in stand_in:
+            deps.append(base)
         out[stage_name("train", run_id)] = {
             "cmd": f"sartm pipeline train --config {_posix(config_file(run_id))}",
             "deps": deps,
@@ -149,7 +154,8 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             ],
             "metrics": [{_posix(metrics_file(run_id)): {"cache": False}}],
         }
-    for name in runsmod.table_names():
+    preset = params["preset"]
+    for name in runsmod.table_names(params, preset):
         mapping = reference["items"][name]
         out[stage_name("table", name)] = {
             "cmd": (
@@ -162,7 +168,7 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
                 for ext in ("md", "csv", "tex")
             ],
         }
-    for name in runsmod.figure_names():
+    for name in runsmod.figure_names(params, preset):
         mapping = reference["items"][name]
         kind = runsmod.item_spec(name)[1]["kind"]
         deps = _metrics_deps(mapping)

@@ -2,7 +2,7 @@
 
 The data is our transcription in `sartm/resources/paper_results.yaml` (percentages; null where the
 paper prints "-"). Every section is normalised here to named rows of named columns, so the table
-code never needs to know how a section was typed in; each section's `flags:` (method.md section 7)
+code never needs to know how a section was typed in; each section's `flags:` (docs/method.md section 7)
 become `Flag`s that the tables print beside the values instead of comparing silently.
 """
 

@@ -40,12 +40,23 @@ def item_spec(name: str) -> tuple[str, dict[str, Any]]:
     raise ReportError(f"{EXPERIMENTS_FILE}: no table or figure {name!r}; known: {', '.join(known)}")
 
 
-def table_names() -> list[str]:
-    return list(experiments()["tables"])
+def table_names(params: dict[str, Any] | None = None, preset: str | None = None) -> list[str]:
+    """Every table; with `params`, those whose runs all exist in the preset (the demo has a
+    table of its own runs)."""
+    return [n for n in experiments()["tables"] if params is None or available(n, params, preset)]
 
 
-def figure_names() -> list[str]:
-    return list(experiments()["figures"])
+def figure_names(params: dict[str, Any] | None = None, preset: str | None = None) -> list[str]:
+    return [n for n in experiments()["figures"] if params is None or available(n, params, preset)]
+
+
+def available(name: str, params: dict[str, Any], preset: str | None = None) -> bool:
+    """True when every run the item reads is a run of the preset."""
+    tree = runs_tree(name)
+    if tree == ALL:
+        return True
+    runs = cfgmod.run_list(params, preset)
+    return all(lg.split("/", 1)[1] in runs for lg in leaves(tree))
 
 
 def leaves(tree: Any) -> list[str]:
@@ -68,8 +79,8 @@ def runs_tree(name: str) -> Any:
 
 def seed_aliases(params: dict[str, Any], preset: str | None = None) -> list[dict[str, str]]:
     """For each seed: `dataset/run` of the run list -> the run id of the job that serves it."""
-    seeds = params.get("seeds", [params["train"]["seed"]])
-    return [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(len(seeds))]
+    count = cfgmod.seed_count(params, preset)
+    return [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(count)]
 
 
 def logical_runs(
@@ -101,7 +112,7 @@ def job_map(
                 f"{EXPERIMENTS_FILE}: {name!r} is not a run of params.yaml's run list "
                 "(runs: <name>: {datasets: [...]})"
             )
-        out[name] = list(dict.fromkeys(a[name] for a in aliases))
+        out[name] = list(dict.fromkeys(a[name] for a in aliases if name in a))
     return out
 
 

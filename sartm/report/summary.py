@@ -71,8 +71,32 @@ def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> 
         "- " + tables.BEST_NOTE,
     ]
     lines += [f"- {mark} flagged in the paper: {note}" for note, mark in notes.items()]
+    lines += _seed_spread(results)
     lines += ["", "Tables: " + ", ".join(f"results/tables/{t.name}.md" for t in built), ""]
     return "\n".join(lines)
+
+
+def _seed_spread(results: dict) -> list[str]:
+    """The runs trained with several seeds: how far apart the seeds land, so that a reader can
+    tell an effect between two rows from noise."""
+    lines = []
+    for logical, r in results.items():
+        if len(r.run_ids) < 2:
+            continue
+        values = [100 * float(m["test"]["miou"]) for m in r.metrics]
+        stat = r.stat("test", "miou")
+        lines.append(
+            f"- {logical}: test mIoU {', '.join(f'{v:.2f}' for v in values)} over "
+            f"{len(values)} seeds (mean {stat.mean:.2f} ± {stat.std:.2f}, range "
+            f"{max(values) - min(values):.2f} points)"
+        )
+    if not lines:
+        return []
+    head = (
+        "Seed-to-seed spread (test mIoU %, the same run trained with other seeds); a "
+        "difference between two rows smaller than this is noise:"
+    )
+    return ["", head, "", *lines]
 
 
 def write(

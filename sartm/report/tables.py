@@ -2,7 +2,7 @@
 
 Each builder returns a `Table`: numbers in percent (mean over seeds, with the standard deviation
 beside it when there are several), markers on cells and rows, footnotes, and the headline
-comparisons that the summary collects. Conventions (method.md sections 5 and 7):
+comparisons that the summary collects. Conventions (docs/method.md sections 5 and 7):
 - ours = the primary checkpoint on test (last epoch; MFNet: best on val); the authors'
   best-on-test number is shown beside it, marked ‡;
 - cells of rows the paper got wrong are marked †n with the reason in a footnote; where the
@@ -35,7 +35,7 @@ from sartm.report.runs import ReportError, item_spec, leaves, runs_tree
 BEST = "‡"
 BEST_NOTE = (
     "‡ the authors' protocol: the epoch with the best test score, i.e. model selection on the "
-    "test set (method.md section 5); shown for comparison, not as our result."
+    "test set (docs/method.md section 5); shown for comparison, not as our result."
 )
 DELTA_NOTE = "Δ = ours (primary checkpoint) - paper, in percentage points."
 SYNTHETIC_WARNING = (
@@ -345,6 +345,18 @@ def robustness(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -
     return _finish(name, spec, b, used, notes=notes, signed=signed)
 
 
+def scores(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Table:
+    """Test mIoU / mAcc / mF1 per run (e.g. the demo's pretrained vs random encoder)."""
+    b = _Builder()
+    used = []
+    for row, logical in spec["runs"].items():
+        r = _one(results, logical)
+        used.append(r)
+        for key, shown in (("miou", "mIoU"), ("macc", "mAcc"), ("mf1", "mF1")):
+            b.set_stat(row, shown, r.stat("test", key))
+    return _finish(name, spec, b, used, notes=list(spec.get("notes", [])))
+
+
 def params(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Table:
     b = _Builder()
     used = []
@@ -403,6 +415,7 @@ BUILDERS: dict[str, Callable[..., Table]] = {
     "subsets": subsets,
     "robustness": robustness,
     "params": params,
+    "scores": scores,
 }
 
 
@@ -449,7 +462,10 @@ def to_markdown(table: Table) -> str:
     lines = [f"# {table.full_title}", "", formatted(table).to_markdown(disable_numparse=True), ""]
     lines += [f"- {note}" for note in table.notes]
     if any(not math.isnan(v) for v in table.std.to_numpy().ravel()):
-        lines.append("- Values are mean ± standard deviation over seeds.")
+        lines.append(
+            "- Values are mean ± standard deviation over seeds; values without ± come from one "
+            "seed (results/summary.md lists the seed-to-seed spread)."
+        )
     lines += ["", "Runs: " + "; ".join(table.provenance), ""]
     return "\n".join(lines)
 

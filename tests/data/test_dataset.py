@@ -134,7 +134,9 @@ def test_build_dataset_refuses_another_dataset(data_root, tmp_path):
 
 def test_dataloader_batches_and_seeded_workers(data_root):
     """Default collation works; augmentation follows torch's seed, also across workers."""
-    ds = build_dataset(ci_config(data_root), "train", train=True)
+    cfg = ci_config(data_root)
+    ds = build_dataset(cfg, "train", train=True)
+    crop = cfg.data.crop_size
 
     def first_batch(seed: int, workers: int) -> dict:
         torch.manual_seed(seed)
@@ -142,7 +144,7 @@ def test_dataloader_batches_and_seeded_workers(data_root):
         return next(iter(loader))
 
     a, b = first_batch(0, 2), first_batch(0, 2)
-    assert a["rgb"].shape == (2, 3, 128, 128) and a["label"].shape == (2, 128, 128)
+    assert a["rgb"].shape == (2, 3, crop, crop) and a["label"].shape == (2, crop, crop)
     assert isinstance(a["id"], list) and a["height"].dtype == torch.long
     assert a["id"] == b["id"] and torch.equal(a["rgb"], b["rgb"])
     assert torch.equal(a["label"], b["label"])

@@ -43,6 +43,8 @@ def make_cfg(
     base = [
         f"data.root={data_root}",
         "model.backbone=test_hiera_micro",
+        "model.checkpoint=null",
+        "train.val_every=1",
         "train.epochs=2",
         "train.batch_size=4",
         "train.warmup_epochs=1",

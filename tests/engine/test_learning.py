@@ -13,6 +13,8 @@ from sartm.cli import cli
 from sartm.engine.evaluate import evaluate
 from sartm.engine.train import train
 
+OVERFIT_EPOCHS = 300  # one step each
+
 
 def chance_miou(pixel_counts: list[int]) -> float:
     """The better of two label-blind predictors: always the majority class, or uniform guesses
@@ -43,6 +45,7 @@ def test_test_miou_rises_well_above_chance(tmp_path):
             f"data.root={tmp_path / 'data'}",
             "data.max_samples=null",
             "model.backbone=test_hiera_micro",
+            "model.checkpoint=null",
             "loss.w2=0",  # cross entropy on S0 and S1 only: the fastest signal on CPU
             "train.epochs=30",
             "train.batch_size=4",
@@ -66,3 +69,58 @@ def test_test_miou_rises_well_above_chance(tmp_path):
     assert curve[-1] == pytest.approx(out["final"]["test_miou"])
     print(f"test mIoU {metrics['test']['miou']:.4f} (curve {curve}), chance {chance:.4f}")
     assert metrics["test"]["miou"] >= 2 * chance, (metrics["test"]["miou"], chance, curve)
+
+
+@pytest.mark.slow
+def test_the_full_model_overfits_eight_training_pairs(tmp_path):
+    """Every loss on (OHEM CE on S0 and S1, L_cr, L_se), no augmentation: the model must fit 8
+    synthetic pairs almost perfectly. A broken loss, schedule, decoder or fusion cannot."""
+    data = tmp_path / "data" / "processed" / "synth-pst900"
+    params = str(cfgmod.PROJECT_ROOT / "params.yaml")
+    made = CliRunner().invoke(
+        cli,
+        ["data", "synth", "synth-pst900", "--out", str(data), "--width", "64", "--params", params,
+         "--samples-train", "8", "--samples-test", "4"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    text = tmp_path / "text.pt"
+    embedded = CliRunner().invoke(
+        cli,
+        ["embed", "synth-pst900", "--out", str(text), "--params", params, "--preset", "ci",
+         "--set", f"data.root={tmp_path / 'data'}"],
+    )  # fmt: skip
+    assert embedded.exit_code == 0, embedded.output
+    cfg = cfgmod.resolve(
+        cfgmod.load_params(params),
+        dataset="pst900",
+        run="full",
+        preset="ci",
+        overrides=[
+            f"data.root={tmp_path / 'data'}",
+            "data.max_samples=null",
+            "model.backbone=test_hiera_micro",
+            "model.checkpoint=null",
+            "train.epochs=" + str(OVERFIT_EPOCHS),
+            "train.batch_size=8",
+            "train.lr=0.003",
+            "train.val_every=1000",
+            "train.similarity_epochs=[]",
+            "data.crop_size=64",
+            "data.eval_size=64",
+            "data.scale_range=[1.0,1.0]",
+            "data.flip_p=0",
+            "data.jitter_p=0",
+            "data.blur_p=0",
+            "eval.modality_robustness=false",
+            "eval.tsne_pixels=0",
+            "eval.save_predictions=0",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"tracking.artifact_root={tmp_path / 'mlartifacts'}",
+        ],
+    )
+    assert cfg.loss.w1 > 0 and cfg.loss.w2 > 0 and cfg.loss.w3 > 0
+    train(cfg, results_root=tmp_path / "results", quiet=True, text_cache=text)
+    metrics = evaluate(cfg, split="train", results_root=tmp_path / "results", quiet=True)
+    iou = metrics["train"]["iou"]
+    print(f"train mIoU {metrics['train']['miou']:.4f}, per class {iou}")
+    assert metrics["train"]["miou"] >= 0.90, iou

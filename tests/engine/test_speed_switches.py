@@ -27,7 +27,12 @@ def micro_cfg(*overrides: str) -> cfgmod.Config:
         params,
         dataset="pst900",
         preset="ci",
-        overrides=["model.backbone=test_hiera_micro", "train.device=cpu", *overrides],
+        overrides=[
+            "model.backbone=test_hiera_micro",
+            "model.checkpoint=null",
+            "train.device=cpu",
+            *overrides,
+        ],
     )
 
 

@@ -155,3 +155,80 @@ def test_decoder_weights_of_another_width_are_refused():
         build_decoder(transformer_dim=32, num_classes=C).load_sam2_state(
             mask_decoder, prompt_encoder, source="parts"
         )
+
+
+def test_prompt_free_call_equals_sam2_with_no_prompt():
+    """Our decoder on SAM2's own weights reproduces sam2's MaskDecoder called the way
+    SAM2Base._forward_sam_heads calls it without prompts: one padding point of label -1, which
+    the prompt encoder pads to two "not-a-point" tokens, and the "no mask" dense embedding."""
+    from sam2.modeling.sam.mask_decoder import MaskDecoder
+    from sam2.modeling.sam.prompt_encoder import PromptEncoder
+
+    torch.manual_seed(3)
+    h, w = 4, 6
+    sam_decoder = MaskDecoder(
+        transformer_dim=D,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=D, num_heads=8, mlp_dim=8 * D),
+        use_high_res_features=True,
+        pred_obj_scores=True,
+        pred_obj_scores_mlp=True,
+    ).eval()
+    prompt = PromptEncoder(
+        embed_dim=D, image_embedding_size=(h, w), input_image_size=(16 * h, 16 * w),
+        mask_in_chans=16,
+    ).eval()  # fmt: skip
+    for p in prompt.parameters():  # a trained checkpoint's embeddings are not zero
+        torch.nn.init.normal_(p)
+    # Ours, with one "class" token per SAM2 output token (object score, IoU, 4 mask tokens) and
+    # SAM2's hypernetworks on the mask-token positions: the transformer sees the same tokens.
+    ours = build_decoder(transformer_dim=D, num_classes=6).eval()
+    report = ours.load_sam2_state(sam_decoder.state_dict(), prompt.state_dict())
+    assert report.ok and "sam_prompt_encoder.not_a_point_embed.weight" in report.loaded
+    with torch.no_grad():
+        ours.mask_tokens.weight.copy_(
+            torch.cat(
+                [
+                    sam_decoder.obj_score_token.weight,
+                    sam_decoder.iou_token.weight,
+                    sam_decoder.mask_tokens.weight,
+                ]
+            )
+        )
+        for j, mlp in enumerate(sam_decoder.output_hypernetworks_mlps):
+            ours.output_hypernetworks_mlps[2 + j].load_state_dict(mlp.state_dict())
+        emb, s0, s1 = _inputs(b=2, h=h, w=w)
+        sparse, dense = prompt(
+            points=(torch.zeros(2, 1, 2), -torch.ones(2, 1, dtype=torch.int32)),
+            boxes=None,
+            masks=None,
+        )
+        assert sparse.shape == (2, 2, D)
+        masks, *_ = sam_decoder(
+            image_embeddings=emb,
+            image_pe=prompt.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,  # mask tokens 1..3
+            repeat_image=False,
+            high_res_features=[s0, s1],
+        )
+        logits = ours(emb, s0, s1)
+    torch.testing.assert_close(logits[:, 3:6], masks, rtol=1e-4, atol=1e-4)
+
+
+def test_the_prompt_embeddings_stay_frozen_in_sartm(tmp_path):
+    from sartm import config as cfgmod
+    from sartm.model.sartm import build_model
+
+    cfg = cfgmod.resolve(
+        cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml"),
+        dataset="pst900",
+        run="no-language",
+        preset="ci",
+        overrides=["model.backbone=test_hiera_micro", "model.checkpoint=null"],
+    )
+    model = build_model(cfg, num_classes=5)
+    prompt = dict(model.decoder.prompt.named_parameters())
+    assert set(prompt) == {"no_mask_embed.weight", "not_a_point_embed.weight"}
+    assert not any(p.requires_grad for p in prompt.values())
+    assert not any(k.startswith("decoder.prompt.") for k in model.trainable_keys())

@@ -337,3 +337,32 @@ def test_every_real_size_matches_sam2s_own_config(backbone):
         (1, 256, 64, 64),
         (1, 256, 32, 32),
     ]
+
+
+def test_every_rank_run_has_lora_scaling_one():
+    """The paper's dQ = W_a W_b has no scaling: peft's alpha / r must be 1 at every rank of the
+    run list (Table IV), in every preset, and alpha stays settable."""
+    from peft.tuners.lora import LoraLayer
+
+    from sartm import config as cfgmod
+
+    params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")
+    jobs = [c for preset in params["presets"] for c in cfgmod.pipeline_runs(params, preset)]
+    ranks = {(c.model.lora_rank, c.model.lora_alpha) for c in jobs}
+    assert {r for r, _ in ranks} >= {4, 8, 16, 32, 64}
+    for rank, alpha in sorted(ranks):
+        encoder = RGBTEncoder(
+            backbone=MICRO, lora_rank=rank, lora_alpha=alpha, lora_dropout=0.0,
+            lora_sharing="per_modality",
+        )  # fmt: skip
+        scalings = {
+            s for m in encoder.modules() if isinstance(m, LoraLayer) for s in m.scaling.values()
+        }
+        assert scalings == {1.0}, (rank, alpha, scalings)
+    explicit = cfgmod.resolve(
+        params, dataset="pst900", run="rank4", overrides=["model.lora_alpha=16"]
+    )
+    assert (
+        explicit.model.lora_alpha == 16
+        and explicit.hash() != cfgmod.resolve(params, dataset="pst900", run="rank4").hash()
+    )

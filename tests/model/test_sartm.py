@@ -15,7 +15,12 @@ from sartm.model.sartm import ModelError, build_model, parameter_counts
 
 ROOT = Path(__file__).resolve().parents[2]
 C = 5  # PST900's classes
-TINY = ["model.backbone=test_hiera_micro", "model.aux_channels=16", "model.lora_rank=2"]
+TINY = [
+    "model.backbone=test_hiera_micro",
+    "model.checkpoint=null",
+    "model.aux_channels=16",
+    "model.lora_rank=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,8 @@ def test_forward_backward_reaches_exactly_the_trainable_parts(cfg_for, head):
             assert p.requires_grad == (".lora_" in name), name
             if ".lora_" in name:
                 assert ".attn.qkv.q." in name or ".attn.qkv.v." in name, name
+        elif name.startswith("decoder.prompt."):  # SAM2's prompt embeddings stay frozen
+            assert not p.requires_grad, name
         else:
             assert p.requires_grad, name
         if p.requires_grad:
@@ -228,7 +235,7 @@ def test_official_checkpoint_loads_into_encoder_and_decoder(cfg_for, sam2_checkp
     parts = {k.split(".", 1)[0] for k in report.loaded}
     assert parts == {"image_encoder", "sam_mask_decoder", "sam_prompt_encoder"}
     decoder_loaded = [k for k in report.loaded if k.startswith("sam_mask_decoder.")]
-    assert len(decoder_loaded) == len(model.decoder.state_dict()) - 1 - 6 * C - 2
+    assert len(decoder_loaded) == len(model.decoder.state_dict()) - 1 - 6 * C - 3
     # Everything in the file is accounted for: loaded, or skipped with a reason.
     assert set(report.loaded) | set(report.skipped) == set(official)
     skipped = report.skipped
@@ -244,6 +251,7 @@ def test_official_checkpoint_loads_into_encoder_and_decoder(cfg_for, sam2_checkp
         ),
         ("decoder.conv_s1.weight", "sam_mask_decoder.conv_s1.weight"),
         ("decoder.prompt.no_mask_embed.weight", "sam_prompt_encoder.no_mask_embed.weight"),
+        ("decoder.prompt.not_a_point_embed.weight", "sam_prompt_encoder.not_a_point_embed.weight"),
         (
             "encoder.image_encoder.neck.convs.0.conv.weight",
             "image_encoder.neck.convs.0.conv.weight",

@@ -32,12 +32,22 @@ def test_dvc_yaml_command_writes_and_checks(tmp_path):
     assert stale.exit_code != 0 and "stale" in stale.output
 
 
-def test_dvc_yaml_refuses_presets_with_different_graphs(tmp_path):
+def test_dvc_stages_refuse_a_dvc_yaml_of_another_preset(tmp_path, monkeypatch):
+    """Each preset has its own jobs (the demo adds seeds and a run): after switching the preset in
+    params.yaml, DVC's first stage stops until dvc.yaml is regenerated."""
+    monkeypatch.chdir(tmp_path)
     p = params()
-    p["presets"]["paper"]["per_dataset"]["fmb"]["loss.w3"] = 0  # fmb/no-language = fmb/full
-    args = ["pipeline", "dvc-yaml", "--params", str(_params_file(tmp_path, p))]
-    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "dvc.yaml")])
-    assert result.exit_code != 0 and "presets ['paper']" in result.output
+    _params_file(tmp_path, p)
+    assert CliRunner().invoke(cli, ["pipeline", "dvc-yaml"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["pipeline", "configs"]).exit_code == 0
+    p["preset"] = "paper"
+    _params_file(tmp_path, p)
+    refused = CliRunner().invoke(cli, ["pipeline", "configs"])
+    assert refused.exit_code != 0 and "does not match preset 'paper'" in refused.output
+    assert CliRunner().invoke(cli, ["pipeline", "dvc-yaml"]).exit_code == 0
+    assert "train-pst900--random-encoder" not in (tmp_path / "dvc.yaml").read_text()
+    again = CliRunner().invoke(cli, ["pipeline", "configs"])
+    assert again.exit_code == 0 and "30 run configs" in again.output
 
 
 def test_config_and_jobs_commands(tmp_path):
@@ -57,7 +67,7 @@ def test_config_and_jobs_commands(tmp_path):
     unknown = CliRunner().invoke(cli, ["pipeline", "config", "mfnet/rank4", "--params", str(path)])
     assert unknown.exit_code != 0 and "not a training job" in unknown.output
     jobs = CliRunner().invoke(cli, ["pipeline", "jobs", "--params", str(path)])
-    assert jobs.exit_code == 0 and len(jobs.output.strip().splitlines()) == 30
+    assert jobs.exit_code == 0 and len(jobs.output.strip().splitlines()) == 33  # demo
 
 
 def test_data_and_text_stages_record_what_they_made(tmp_path, monkeypatch):

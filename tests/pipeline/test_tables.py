@@ -184,8 +184,10 @@ def test_report_cli(tmp_path):
     assert {p.name for p in (tmp_path / "t").iterdir()} == {"t4.md", "t4.csv", "t4.tex"}
     bad = CliRunner().invoke(cli, [*args, "--run", "pst900/full"])
     assert bad.exit_code != 0 and "no results given" in bad.output
-    # without --run the jobs come from params.yaml (here all five exist)
-    default = CliRunner().invoke(cli, [*args, "--params", str(REPO / "params.yaml")])
+    # without --run the jobs come from params.yaml (here all five exist, one seed each)
+    default = CliRunner().invoke(
+        cli, [*args, "--params", str(REPO / "params.yaml"), "--preset", "paper"]
+    )
     assert default.exit_code == 0, default.output
     summary_cmd = ["report", "summary", "--results", str(results), "--out", str(tmp_path / "s.md")]
     missing = CliRunner().invoke(cli, [*summary_cmd, "--params", str(REPO / "params.yaml")])

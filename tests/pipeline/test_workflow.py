@@ -17,7 +17,7 @@ from sartm import config as cfgmod
 from sartm.report import dvcgen, runs, stages
 from sartm.report.results import config_file, metrics_file
 
-SETUP_RULES = {"run_config", "synth", "download", "prepare", "text_cache", "tracking"}
+SETUP_RULES = {"run_config", "synth", "download", "prepare", "text_cache", "tracking", "pretrain"}
 
 
 def _item(jobs: list[dict], name: str) -> dict:
@@ -42,21 +42,18 @@ def test_dag_trains_every_job_once_and_builds_every_table_and_figure(dags, prese
     assert sorted(run_ids(jobs, "evaluate")) == sorted(trained)
     if preset == "paper":
         assert len(trained) == 30
-    assert {j["wildcards"]["table"] for j in of_rule(jobs, "table")} == set(runs.table_names())
-    assert {j["wildcards"]["figure"] for j in of_rule(jobs, "figure")} == set(runs.figure_names())
+    tables, figures = runs.table_names(p, preset), runs.figure_names(p, preset)
+    assert ("foundation" in tables) == (preset == "demo")  # a table of the demo's own runs
+    assert {j["wildcards"]["table"] for j in of_rule(jobs, "table")} == set(tables)
+    assert {j["wildcards"]["figure"] for j in of_rule(jobs, "figure")} == set(figures)
     assert of_rule(jobs, "summary")[0]["output"] == ["results/summary.md"]
-    for name in [*runs.table_names(), *runs.figure_names()]:
+    for name in [*tables, *figures]:
         job, needed = _item(jobs, name), runs.item_jobs(name, p, preset)
         expected = {metrics_file(r).as_posix() for ids in needed.values() for r in ids}
         assert {f for f in job["input"] if f.startswith("results/eval/")} == expected, name
         assert " ".join(runs.format_run_options(needed)) in job["shellcmd"], name
     # every run the tables and figures read is trained and evaluated
-    read = {
-        r
-        for name in runs.table_names()
-        for ids in runs.item_jobs(name, p, preset).values()
-        for r in ids
-    }
+    read = {r for name in tables for ids in runs.item_jobs(name, p, preset).values() for r in ids}
     assert read <= set(trained)
 
 
@@ -73,11 +70,16 @@ def test_presets_map_logical_datasets_to_their_sources(dags):
     assert {j["output"][0] for j in of_rule(paper, "download")} == {
         f"data/raw/{d}" for d in sources
     }
-    # otherwise the same graph: same jobs, tables and figures
-    for rule in ("run_config", "train", "evaluate", "table", "figure", "summary"):
-        assert sorted(map(str, (j["output"] for j in of_rule(demo, rule)))) == sorted(
-            map(str, (j["output"] for j in of_rule(paper, rule)))
-        ), rule
+    # otherwise the same graph, plus the demo's own runs and its pretrained SAM2 stand-in
+    extra = {"pst900/random-encoder", "pst900/full/seed1", "pst900/full/seed2"}
+    assert set(run_ids(demo, "train")) - set(run_ids(paper, "train")) == extra
+    assert set(run_ids(paper, "train")) <= set(run_ids(demo, "train"))
+    assert len(of_rule(paper, "train")) == 30 and not of_rule(paper, "pretrain")
+    (pretrain,) = of_rule(demo, "pretrain")
+    assert pretrain["output"][0] == "weights/stand-in/sam2_test_hiera_tiny_synthetic.pt"
+    for rule in ("table", "figure", "summary"):
+        paper_out = {str(j["output"]) for j in of_rule(paper, rule)}
+        assert paper_out <= {str(j["output"]) for j in of_rule(demo, rule)}, rule
     # every command is handed the resolved config of its run (which carries the preset)
     (train,) = [j for j in of_rule(paper, "train") if j["wildcards"]["run_id"] == "pst900/full"]
     assert "sartm pipeline train --config results/configs/pst900/full.yaml" in train["shellcmd"]
@@ -208,7 +210,7 @@ def test_run_config_rewritten_only_when_the_training_identity_changes(tmp_path):
     # the DVC stage: the same files, rewritten by the same rule
     results = tmp_path / "dvc" / "results"
     first = stages.write_configs(params(), "ci", results)
-    assert len(first) == 30 and all(first.values())
+    assert len(first) == 33 and all(first.values())  # ci: the demo's 30 + 3 of its own
     assert not any(stages.write_configs(params(), "ci", results).values())
     changed = stages.write_configs(p, "ci", results)
     assert [path for path, rewritten in changed.items() if rewritten] == [

@@ -1,6 +1,6 @@
 # Helpers shared by the rules. Everything comes from params.yaml through sartm.config (runs,
-# presets, aliases) and sartm.paths (the one path convention); nothing else of sartm is imported.
-# sartm/report/results.py and sartm/report/runs.py use the same paths and the same reading of
+# presets, aliases), sartm.report.runs (which tables and figures a preset has) and sartm.paths (the
+# one path convention). sartm/report/results.py uses the same paths and the same reading of
 # sartm/resources/experiments.yaml (tests/pipeline checks that Snakemake and DVC agree).
 
 import json
@@ -12,6 +12,7 @@ import yaml
 
 from sartm import config as sartm_config
 from sartm import paths
+from sartm.report import runs as sartm_runs
 
 
 envvars:
@@ -38,13 +39,15 @@ if any(config.get(k) != v for k, v in _ON_DISK.items() if k != "preset"):
         "--config: only preset=NAME can be overridden on the command line; "
         "change other settings in params.yaml"
     )
-SEEDS = config.get("seeds") or [config["train"]["seed"]]
 # One training job per distinct canonical configuration (and seed), keyed by run id.
 JOBS = {c.run_id: c for c in sartm_config.pipeline_runs(config, PRESET)}
 # For each seed: `dataset/run` of the run list -> the run id of the job that serves it.
 ALIASES = [
-    sartm_config.run_aliases(config, PRESET, seed_index=i) for i in range(len(SEEDS))
+    sartm_config.run_aliases(config, PRESET, seed_index=i)
+    for i in range(sartm_config.seed_count(config, PRESET))
 ]
+# The offline SAM2 stand-in of the preset (made only when some job loads it).
+PRETRAIN = sartm_config.pretrain_settings(config, PRESET)
 # The settings of each logical dataset outside any run (data source, data root, synth).
 BASE = {
     ds: sartm_config.resolve(config, dataset=ds, preset=PRESET)
@@ -53,8 +56,20 @@ BASE = {
 EXPERIMENTS = yaml.safe_load(
     (Path(sartm_config.__file__).parent / "resources" / "experiments.yaml").read_text()
 )
-TABLES = list(EXPERIMENTS["tables"])
-FIGURES = list(EXPERIMENTS["figures"])
+
+
+def _leaves(tree):
+    if isinstance(tree, str):
+        return [tree]
+    out = []
+    for value in tree.values() if isinstance(tree, dict) else ():
+        out += _leaves(value)
+    return list(dict.fromkeys(out))
+
+
+# Tables and figures whose runs all exist in the preset (the demo has runs of its own).
+TABLES = sartm_runs.table_names(config, PRESET)
+FIGURES = sartm_runs.figure_names(config, PRESET)
 RESULTS = paths.RESULTS
 DATA_ROOT = Path(BASE["mfnet"].data.root)
 if any(Path(c.data.root) != DATA_ROOT for c in [*BASE.values(), *JOBS.values()]):
@@ -146,15 +161,6 @@ def run_identity(run_id):
     return json.dumps(identity, sort_keys=True)
 
 
-def _leaves(tree):
-    if isinstance(tree, str):
-        return [tree]
-    out = []
-    for value in tree.values() if isinstance(tree, dict) else ():
-        out += _leaves(value)
-    return list(dict.fromkeys(out))
-
-
 def runs_tree(name):
     group = "tables" if name in EXPERIMENTS["tables"] else "figures"
     spec = EXPERIMENTS[group][name]
@@ -177,7 +183,9 @@ def item_jobs(name):
         raise ValueError(
             f"experiments.yaml: {name}: {unknown} not in params.yaml's run list"
         )
-    return {lg: list(dict.fromkeys(a[lg] for a in ALIASES)) for lg in logical}
+    return {
+        lg: list(dict.fromkeys(a[lg] for a in ALIASES if lg in a)) for lg in logical
+    }
 
 
 def summary_jobs():
@@ -265,6 +273,8 @@ def train_inputs(wildcards):
     }
     if cfg.loss.w3 > 0:
         inputs["text"] = text_file(cfg)
+    if sartm_config.uses_stand_in(cfg, config):
+        inputs["base"] = PRETRAIN["out"]
     return inputs
 
 
