@@ -181,6 +181,29 @@ def format_table(result: dict[str, Any]) -> str:
             else:
                 rows.append([name, f"{_num(r['wall_s'], 2)} s"])
         lines += _grid(["command", "wall time"], rows)
+    start = result.get("startup")
+    if start:
+        lines += ["", "Start-up per process (median; import seconds from python -X importtime)"]
+        rows = []
+        for name, r in start.items():
+            if "error" in r:
+                rows.append([name, "failed: " + r["error"][-80:], "", "", ""])
+                continue
+            heavy = ", ".join(
+                f"{k[:-2]} {v:.2f}"
+                for k, v in sorted(r.items(), key=lambda kv: -kv[1])
+                if k.endswith("_s") and k not in ("total_s", "torch_s", "beyond_torch_s", "wall_s")
+            )
+            rows.append(
+                [
+                    name,
+                    _num(r["torch_s"], 2),
+                    _num(r["beyond_torch_s"], 2),
+                    _num(r["wall_s"], 1),
+                    heavy,
+                ]
+            )
+        lines += _grid(["command", "torch s", "beyond torch s", "process s", "packages s"], rows)
     for where, message in result.get("errors", {}).items():
         lines.append(f"ERROR in {where}: {message}")
     return "\n".join(lines)

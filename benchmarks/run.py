@@ -29,7 +29,7 @@ from sartm.config import PROJECT_ROOT, Config
 from sartm.engine import runtime
 
 SCHEMA = "sartm-benchmark/1"
-PARTS = ("train", "memory", "eval", "data", "pipeline")
+PARTS = ("train", "memory", "eval", "data", "pipeline", "startup")
 
 
 def _attempt(errors: dict[str, str], where: str, fn: Callable[[], Any]) -> dict[str, Any]:
@@ -245,6 +245,12 @@ def run_benchmark(
         from benchmarks.pipeline import measure_pipeline
 
         result["pipeline"] = _attempt(errors, "pipeline", lambda: measure_pipeline(PROJECT_ROOT))
+        save(result)
+
+    if "startup" in parts:
+        from benchmarks.startup import measure_startup
+
+        result["startup"] = _attempt(errors, "startup", lambda: measure_startup(PROJECT_ROOT))
         save(result)
     return result
 

@@ -21,7 +21,6 @@ What it is trained on, and how it differs from SAM2 (every output that uses it s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from tqdm import tqdm
 from sartm.data.spec import IGNORE_INDEX, spec_for
 from sartm.data.synth import PRETRAIN_SPLIT, SYNTH_NAMES, render
 from sartm.data.transforms import TrainTransform
+from sartm.engine.checkpointing import sha256_file
 from sartm.model.backbones import build_image_encoder
 from sartm.model.decoder import PROMPT_PREFIX, build_decoder
 from sartm.model.encoder import NoPositionEncoding
@@ -154,12 +154,15 @@ def _batch(pool, transform: TrainTransform, indices, grey_p: float, g: torch.Gen
     return torch.stack(images), torch.stack(labels)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def is_stand_in(path: str | Path | None) -> bool:
+    """True for a checkpoint this module wrote (its summary beside it says so): SYNTHETIC."""
+    if not path:
+        return False
+    summary = Path(f"{path}.json")
+    try:
+        return json.loads(summary.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
 
 
 def pretrain_stand_in(
@@ -208,7 +211,7 @@ def pretrain_stand_in(
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(loss.detach().item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     bar.close()
     seconds = time.perf_counter() - started
@@ -224,7 +227,7 @@ def pretrain_stand_in(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     torch.save({"model": model.sam2_state_dict(), "sartm_stand_in": meta}, tmp)
-    sha = _sha256(tmp)
+    sha = sha256_file(tmp)
     tmp.replace(out)
     out.with_name(out.name + ".sha256").write_text(f"{sha}  {out.name}\n")
     summary = {**meta, "path": str(out), "sha256": sha}

@@ -148,3 +148,24 @@ def test_unknown_part_is_refused(tmp_path: Path) -> None:
 def test_peak_table_matches_the_most_specific_name(name: str, expected: float | None) -> None:
     assert peak_tflops(name).tflops == expected
     assert peak_tflops(name, override=790.0).tflops == 790.0
+
+
+def test_startup_import_times_are_read_from_python_importtime():
+    from benchmarks.startup import parse_importtime
+
+    sample = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |   torch._C",
+            "import time:       900 |    1000000 | torch",
+            "import time:        50 |        500 |     peft.utils",
+            "import time:       300 |    2500000 |   peft",
+            "import time:       200 |    3000000 | sartm.model.lora",
+            "import time:        10 |     200000 | mlflow",
+        ]
+    )
+    out = parse_importtime(sample)
+    assert out["total_s"] == pytest.approx(4.2)  # top-level entries only
+    assert out["torch_s"] == pytest.approx(1.0)
+    assert out["beyond_torch_s"] == pytest.approx(3.2)
+    assert out["peft_s"] == pytest.approx(2.5) and out["mlflow_s"] == pytest.approx(0.2)

@@ -14,7 +14,13 @@ from sartm.cli import cli
 from sartm.data.synth import PRETRAIN_SPLIT, render
 from sartm.engine import modelio
 from sartm.model.checkpoint import detect_backbone, read_sam2_checkpoint
-from sartm.pretrain import PretrainError, PretrainSettings, pretrain_stand_in, union_classes
+from sartm.pretrain import (
+    PretrainError,
+    PretrainSettings,
+    is_stand_in,
+    pretrain_stand_in,
+    union_classes,
+)
 
 TINY = PretrainSettings(
     backbone="test_hiera_tiny", samples_per_source=2, width=64, steps=2, batch_size=2,
@@ -43,6 +49,7 @@ def test_the_stand_in_is_an_official_layout_sam2_checkpoint(stand_in):
     meta = torch.load(path, weights_only=True)["sartm_stand_in"]
     assert meta["synthetic"] and "SYNTHETIC" in meta["description"]
     assert meta["classes"] == union_classes(TINY.sources)
+    assert is_stand_in(path) and not is_stand_in(None)
 
 
 def test_demo_runs_load_it_through_the_official_path_and_report(stand_in, capsys):

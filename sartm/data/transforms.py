@@ -6,8 +6,8 @@ A transform takes the decoded sample `{"rgb": uint8 (3,H,W), "thermal": uint8 (1
 channel replicated), "label": long (h,w), "height": int, "width": int}` where height/width give
 the top-left region of the tensors that holds image content (the rest is padding: image 0,
 label 255). Geometry is applied identically to all three; labels are only ever resized with
-nearest-neighbour (torchvision's `tv_tensors.Mask` guarantees it) and never gain new values
-other than the ignore index.
+nearest-neighbour and never gain new values other than the ignore index. The operations are
+torchvision's, reproduced exactly by `sartm.data.imageops` without importing torchvision.
 
 Randomness comes only from a torch generator, never from Python's `random` or NumPy: the one
 passed to the call (`transform(sample, generator=g)`), else torch's global one. The training
@@ -24,10 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as F
-
+from sartm.data import imageops as F
 from sartm.data.common import AUTHORS_NORMALISATION, DataError
 from sartm.data.spec import IGNORE_INDEX
 
@@ -82,9 +79,7 @@ class Normalisation:
         self, rgb: torch.Tensor, thermal: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 RGB (3,H,W) and thermal (1,H,W) -> float (3,H,W) each, thermal replicated."""
-        rgb = F.normalize(
-            rgb.float().div_(255.0), list(self.rgb_mean), list(self.rgb_std), inplace=True
-        )
+        rgb = F.normalize(rgb.float().div_(255.0), list(self.rgb_mean), list(self.rgb_std))
         thermal = thermal.float().div_(255.0)
         if len(set(self.thermal_mean)) == 1 and len(set(self.thermal_std)) == 1:
             # the usual case (one channel, replicated): normalise once, then copy
@@ -114,7 +109,7 @@ def _finish(
     return {
         "rgb": rgb,
         "thermal": thermal,
-        "label": label.as_subclass(torch.Tensor).reshape(label.shape[-2:]).long(),
+        "label": label.reshape(label.shape[-2:]).long(),
         "height": height,
         "width": width,
     }
@@ -123,10 +118,10 @@ def _finish(
 def _resize(rgb: torch.Tensor, thermal: torch.Tensor, label: torch.Tensor, size: list[int]):
     """Bilinear for the images, nearest for the label (a Mask)."""
     return (
-        F.resize(rgb, size, InterpolationMode.BILINEAR, antialias=True),
-        F.resize(thermal, size, InterpolationMode.BILINEAR, antialias=True),
-        F.resize(tv_tensors.Mask(label), size),
-    )  # Mask: nearest only, whatever is asked
+        F.resize(rgb, size),
+        F.resize(thermal, size),
+        F.resize(label, size, nearest=True),
+    )
 
 
 def _pad_to(
@@ -139,13 +134,13 @@ def _pad_to(
 ):
     """Pad right and bottom to (height, width): images with 0, the label with the ignore index."""
     h, w = label.shape[-2:]
-    pad = [0, 0, width - w, height - h]  # left, top, right, bottom
-    if pad[2] == 0 and pad[3] == 0:
+    right, bottom = width - w, height - h
+    if right == 0 and bottom == 0:
         return rgb, thermal, label
     return (
-        F.pad(rgb, pad, fill=0),
-        F.pad(thermal, pad, fill=0),
-        F.pad(label, pad, fill=ignore_index),
+        F.pad_right_bottom(rgb, right, bottom, 0),
+        F.pad_right_bottom(thermal, right, bottom, 0),
+        F.pad_right_bottom(label, right, bottom, ignore_index),
     )
 
 
@@ -160,7 +155,7 @@ def _as_tensors(sample: dict[str, torch.Tensor]):
             f"RGB, thermal and label sizes differ: {tuple(rgb.shape)}, {tuple(thermal.shape)}, "
             f"{tuple(label.shape)}"
         )
-    return rgb, thermal, tv_tensors.Mask(label.reshape(1, *label.shape[-2:]))
+    return rgb, thermal, label.reshape(1, *label.shape[-2:])
 
 
 @dataclass
@@ -212,7 +207,7 @@ class TrainTransform:
         if _rand(g) < self.flip_p:
             rgb, thermal, label = F.hflip(rgb), F.hflip(thermal), F.hflip(label)
         if _rand(g) < self.blur_p:
-            rgb = F.gaussian_blur(rgb, [3, 3])
+            rgb = F.gaussian_blur(rgb, 3)
         return self.resized_crop(rgb, thermal, label, g)
 
     def resized_crop(

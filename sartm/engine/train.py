@@ -55,6 +55,7 @@ from sartm.engine.evaluate import score_loader
 from sartm.engine.optim import build_optimizer, lr_factor, set_lr
 from sartm.engine.provenance import git_state, manifest_hash
 from sartm.losses import NonFiniteLossError
+from sartm.pretrain import is_stand_in
 
 if TYPE_CHECKING:
     from sartm.data.dataset import RGBTDataset
@@ -435,6 +436,8 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                 "data_manifest_sha256": manifest_hash(data_root),
                 "checkpoint": str(last_path),
                 "base_checkpoint": base.path or "none (random weights)",
+                "base_checkpoint_sha256": base.sha256 or "none",
+                "base_checkpoint_synthetic": str(is_stand_in(base.path)).lower(),
                 "selection_split": loaders.select_split,
                 "world_size": info.world_size,
             },

@@ -30,7 +30,10 @@ from sartm.data.spec import IGNORE_INDEX, spec_for  # noqa: E402
 from sartm.report.results import RunResult, load_results  # noqa: E402
 from sartm.report.runs import ReportError, item_spec  # noqa: E402
 
-SYNTHETIC_TITLE = "SYNTHETIC data, tiny model (preset {preset}) - not comparable to the paper"
+SYNTHETIC_TITLE = (
+    "SYNTHETIC data, tiny SAM2 pretrained on synthetic scenes (preset {preset}) - not comparable"
+    " to the paper"
+)
 IGNORE_COLOUR = (255, 255, 255)
 
 

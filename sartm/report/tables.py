@@ -39,7 +39,8 @@ BEST_NOTE = (
 )
 DELTA_NOTE = "Δ = ours (primary checkpoint) - paper, in percentage points."
 SYNTHETIC_WARNING = (
-    "SYNTHETIC data and a tiny random-weight model (preset {preset}): NOT comparable to the paper"
+    "SYNTHETIC data and a tiny SAM2 pretrained on synthetic scenes, not Meta's weights "
+    "(preset {preset}): NOT comparable to the paper"
 )
 
 

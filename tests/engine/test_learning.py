@@ -13,7 +13,7 @@ from sartm.cli import cli
 from sartm.engine.evaluate import evaluate
 from sartm.engine.train import train
 
-OVERFIT_EPOCHS = 300  # one step each
+OVERFIT_EPOCHS = 600  # one step each (8 pairs, batch 8): 93.5 % mIoU when written
 
 
 def chance_miou(pixel_counts: list[int]) -> float:
@@ -107,7 +107,7 @@ def test_the_full_model_overfits_eight_training_pairs(tmp_path):
             "train.similarity_epochs=[]",
             "data.crop_size=64",
             "data.eval_size=64",
-            "data.scale_range=[1.0,1.0]",
+            "data.scale_range=[0.5625,0.5625]",  # short side 36 = r x crop 64: native scale
             "data.flip_p=0",
             "data.jitter_p=0",
             "data.blur_p=0",

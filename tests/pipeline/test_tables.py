@@ -12,7 +12,7 @@ from pipeline_helpers import REPO
 
 from sartm.cli import cli
 from sartm.report import paper, summary, tables
-from sartm.report.results import benchmark_file
+from sartm.report.results import benchmark_file, load_results
 from sartm.report.runs import ReportError
 
 
@@ -192,3 +192,28 @@ def test_report_cli(tmp_path):
     summary_cmd = ["report", "summary", "--results", str(results), "--out", str(tmp_path / "s.md")]
     missing = CliRunner().invoke(cli, [*summary_cmd, "--params", str(REPO / "params.yaml")])
     assert missing.exit_code != 0 and "metrics.json: missing" in missing.output
+
+
+def test_seed_spread_in_the_summary_and_the_foundation_table(tmp_path):
+    results = tmp_path / "results"
+    mapping = {}
+    for logical in summary.summary_runs():
+        write_metrics(results, logical, miou=0.5)
+        mapping[logical] = [logical]
+    for run_id, miou in (("pst900/full/seed1", 0.46), ("pst900/full/seed2", 0.56)):
+        write_metrics(results, run_id, miou=miou)
+    mapping["pst900/full"] = ["pst900/full", "pst900/full/seed1", "pst900/full/seed2"]
+    text = summary.write(mapping, results_root=results, out=tmp_path / "s.md").read_text()
+    spread = next(ln for ln in text.splitlines() if ln.startswith("- pst900/full: test mIoU"))
+    assert "50.00, 46.00, 56.00 over 3 seeds" in spread and "range 10.00 points" in spread
+    assert "± 5.03" in spread  # sample standard deviation of 50, 46, 56
+    assert "over 3 seeds" not in text.replace(spread, "")  # one-seed runs are not listed
+
+    write_metrics(results, "pst900/random-encoder", miou=0.30)
+    mapping["pst900/random-encoder"] = ["pst900/random-encoder"]
+    table = tables.build("foundation", load_results(mapping, results))
+    assert table.values.loc["random encoder", "mIoU"] == pytest.approx(30.0)
+    assert table.values.loc["pretrained SAM2 stand-in", "mIoU"] == pytest.approx(50.667, abs=1e-3)
+    assert table.std.loc["pretrained SAM2 stand-in", "mIoU"] == pytest.approx(5.033, abs=1e-3)
+    md = tables.to_markdown(table)
+    assert "only the frozen SAM2 weights differ" in md and "seed-to-seed spread" in md
