@@ -76,11 +76,16 @@ def _torchrun(entry: list[str], config_file, workdir) -> dict:
 
 
 def _distances(cfg, a: dict, b: dict) -> tuple[float, float]:
-    """(|a - b|, |b - start|) over the trained parameters (BatchNorm statistics left out)."""
+    """(|a - b|, |b - start|) over the trained parameters (BatchNorm statistics left out).
+
+    Attention key biases are left out too: a key bias adds the same q.b to every logit of a
+    query, which the softmax cancels, so their true gradient is zero and AdamW turns the
+    rounding noise that remains into steps of the learning rate's size, different in every
+    process layout."""
     model, _ = build(cfg, 9, None)
     moved = gap = 0.0
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if param.requires_grad and not name.endswith("k_proj.bias"):
             moved += float((b["model"][name] - param.detach()).norm() ** 2)
             gap += float((b["model"][name] - a["model"][name]).norm() ** 2)
     return gap**0.5, moved**0.5

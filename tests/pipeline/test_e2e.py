@@ -81,8 +81,13 @@ def test_dvc_repro_runs_the_same_stages(tmp_path):
     """`dvc repro` (the serial runner) builds Table I from scratch on the ci preset."""
     root = tmp_path / "project"
     p = params()
-    p["preset"] = "ci"  # dvc.yaml does not change with the preset
+    p["preset"] = "ci"  # dvc.yaml follows the preset of params.yaml: regenerated for ci
     copy_workflow(root, p)
+    made = subprocess.run(
+        [sys.executable, "-m", "sartm", "pipeline", "dvc-yaml"], cwd=root, env=_env(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
     shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
     shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
@@ -95,7 +100,9 @@ def test_dvc_repro_runs_the_same_stages(tmp_path):
     md = (root / "results" / "tables" / "t1.md").read_text()
     assert "SYNTHETIC" in md and "(preset ci)" in md
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    assert {"configs", "tracking", "data-pst900", "text-pst900", "train-pst900--full"} <= set(lock)
+    assert {
+        "configs", "tracking", "pretrain", "data-pst900", "text-pst900", "train-pst900--full",
+    } <= set(lock)  # fmt: skip
     status = subprocess.run(
         [*dvc, "status", "table-t1"], cwd=root, env=_env(), capture_output=True, text=True
     )
