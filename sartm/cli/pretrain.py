@@ -37,8 +37,8 @@ def pretrain(
         settings = cfgmod.pretrain_settings(cfgmod.load_params(params_path), preset)
     except cfgmod.ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    out = out or Path(settings.pop("out"))
-    settings.pop("out", None)
+    default_out = Path(settings.pop("out"))
+    out = out or default_out
     if out.exists() and not force:
         raise click.ClickException(f"{out}: exists; pass --force to replace it")
     try:
