@@ -16,11 +16,9 @@ import torch.nn.functional as F
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
-def _blend(image: torch.Tensor, other: torch.Tensor | float, ratio: float) -> torch.Tensor:
+def _blend(image: torch.Tensor, other: torch.Tensor, ratio: float) -> torch.Tensor:
     """ratio * image + (1 - ratio) * other, clamped to [0, 255] and truncated back to uint8."""
-    out = image.mul(ratio)
-    out = out.add_(other, alpha=1.0 - ratio) if isinstance(other, torch.Tensor) else out
-    return out.clamp_(0, 255).to(image.dtype)
+    return image.mul(ratio).add_(other, alpha=1.0 - ratio).clamp_(0, 255).to(image.dtype)
 
 
 def _grey(image: torch.Tensor) -> torch.Tensor:

@@ -26,18 +26,26 @@ def chance_miou(pixel_counts: list[int]) -> float:
     return max(max(p) / c, uniform)
 
 
+PARAMS = str(cfgmod.PROJECT_ROOT / "params.yaml")
+
+
+def _synth(tmp_path, name: str, *, width: int, train: int, test: int):
+    """A stand-in made by `sartm data synth` under tmp_path/data/processed/<name>."""
+    data = tmp_path / "data" / "processed" / name
+    made = CliRunner().invoke(
+        cli,
+        ["data", "synth", name, "--out", str(data), "--width", str(width), "--params", PARAMS,
+         "--samples-train", str(train), "--samples-test", str(test)],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    return data
+
+
 @pytest.mark.slow
 def test_test_miou_rises_well_above_chance(tmp_path):
-    data = tmp_path / "data" / "processed" / "synth-fmb"
-    params = str(cfgmod.PROJECT_ROOT / "params.yaml")
-    result = CliRunner().invoke(
-        cli,
-        ["data", "synth", "synth-fmb", "--out", str(data), "--width", "96", "--params", params,
-         "--samples-train", "32", "--samples-test", "16"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    data = _synth(tmp_path, "synth-fmb", width=96, train=32, test=16)
     cfg = cfgmod.resolve(
-        cfgmod.load_params(params),
+        cfgmod.load_params(PARAMS),
         dataset="fmb",
         run="no-language",
         preset="ci",
@@ -75,23 +83,16 @@ def test_test_miou_rises_well_above_chance(tmp_path):
 def test_the_full_model_overfits_eight_training_pairs(tmp_path):
     """Every loss on (OHEM CE on S0 and S1, L_cr, L_se), no augmentation: the model must fit 8
     synthetic pairs almost perfectly. A broken loss, schedule, decoder or fusion cannot."""
-    data = tmp_path / "data" / "processed" / "synth-pst900"
-    params = str(cfgmod.PROJECT_ROOT / "params.yaml")
-    made = CliRunner().invoke(
-        cli,
-        ["data", "synth", "synth-pst900", "--out", str(data), "--width", "64", "--params", params,
-         "--samples-train", "8", "--samples-test", "4"],
-    )  # fmt: skip
-    assert made.exit_code == 0, made.output
+    _synth(tmp_path, "synth-pst900", width=64, train=8, test=4)
     text = tmp_path / "text.pt"
     embedded = CliRunner().invoke(
         cli,
-        ["embed", "synth-pst900", "--out", str(text), "--params", params, "--preset", "ci",
+        ["embed", "synth-pst900", "--out", str(text), "--params", PARAMS, "--preset", "ci",
          "--set", f"data.root={tmp_path / 'data'}"],
     )  # fmt: skip
     assert embedded.exit_code == 0, embedded.output
     cfg = cfgmod.resolve(
-        cfgmod.load_params(params),
+        cfgmod.load_params(PARAMS),
         dataset="pst900",
         run="full",
         preset="ci",
