@@ -21,6 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sartm.errors import SartmError
+
 SECTIONS = ("data", "synth", "model", "loss", "text", "train", "eval", "tracking")
 LOGICAL_DATASETS = ("mfnet", "pst900", "fmb")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,12 +31,25 @@ DEFAULT_PARAMS = Path("params.yaml")
 SYNTHETIC_PREFIX = "synth-"
 
 
-class ConfigError(ValueError):
+class ConfigError(SartmError, ValueError):
     """A settings file or override that does not fit the schema; the message names file and key."""
 
 
+class _Section:
+    """A typed config section; integer settings must be integers (2.0 epochs or True are not)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            values = value if f.type == "tuple[int, ...]" else (value,)
+            if f.type in ("int", "int | None", "tuple[int, ...]") and not all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values
+            ):
+                raise ConfigError(f"{type(self).__name__}.{f.name}: {value!r} is not an integer")
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     dataset: str
     root: str
     crop_size: int
@@ -50,14 +65,14 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(_Section):
     width: int
     seed: int
     samples: dict[str, int]
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
     backbone: str
     checkpoint: str | None
     lora_rank: int
@@ -70,7 +85,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(_Section):
     w0: float
     w1: float
     w2: float
@@ -82,14 +97,14 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class TextConfig:
+class TextConfig(_Section):
     model: str
     pretrained: str | None
     template: str | None
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     epochs: int
     batch_size: int
     lr: float
@@ -110,7 +125,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Section):
     checkpoint: str
     multi_scale: bool
     scales: tuple[float, ...]
@@ -121,7 +136,7 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class TrackingConfig:
+class TrackingConfig(_Section):
     uri: str
     artifact_root: str
     experiment: str
@@ -258,8 +273,17 @@ def _format_error(err: jsonschema.ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}"
 
 
+# JSON Schema counts 2.0 as an integer; a setting that Python uses as a count or a size must not be
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    ),
+)
+
+
 def _validate(instance: Any, schema_: dict[str, Any], source: str) -> None:
-    validator = jsonschema.Draft202012Validator(schema_)
+    validator = _Validator(schema_)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("\n".join(_format_error(e, source) for e in errors))

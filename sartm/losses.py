@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sartm.errors import SartmError
+
 if TYPE_CHECKING:
     from sartm.config import LossConfig
 
@@ -25,7 +27,7 @@ IGNORE_INDEX = 255
 TERMS = ("ce_s0", "ce_s1", "l_cr", "l_se")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(SartmError, FloatingPointError):
     """A loss term became NaN or infinite; `term` names it so the run can stop with a reason."""
 
     def __init__(self, term: str, value: float) -> None:

@@ -38,6 +38,7 @@ from sartm.data.spec import IGNORE_INDEX, spec_for
 from sartm.data.synth import PRETRAIN_SPLIT, SYNTH_NAMES, render
 from sartm.data.transforms import TrainTransform
 from sartm.engine.checkpointing import sha256_file
+from sartm.errors import SartmError
 from sartm.model.backbones import build_image_encoder
 from sartm.model.decoder import PROMPT_PREFIX, build_decoder
 from sartm.model.encoder import NoPositionEncoding
@@ -49,7 +50,7 @@ DESCRIPTION = (
 )
 
 
-class PretrainError(ValueError):
+class PretrainError(SartmError, ValueError):
     """Settings the stand-in cannot be pretrained with; the message names the setting."""
 
 

@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from sartm import paths
+from sartm import paths, torchfile
 from sartm.data.common import DataError, load_meta
 from sartm.data.spec import spec_for
+from sartm.errors import SartmError
 
 if TYPE_CHECKING:
     from sartm.config import TextConfig
@@ -48,7 +49,7 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
 # cache and should not pay for importing open_clip (or need it installed).
 
 
-class TextCacheError(RuntimeError):
+class TextCacheError(SartmError, RuntimeError):
     """The text teacher cannot be built or its cache file is unusable; the message says why."""
 
 
@@ -237,8 +238,17 @@ def embed_dataset(
 
 
 def save_text_cache(cache: dict[str, Any], path: str | Path) -> Path:
-    """Write the cache atomically (a half-written file never looks like a cache)."""
+    """Write the cache atomically (a half-written file never looks like a cache); an existing
+    file is replaced only when it is a text cache itself, never a file of the user's."""
     path = Path(path)
+    if path.exists():
+        try:
+            read_text_cache(path)
+        except TextCacheError as exc:
+            raise TextCacheError(
+                f"{path}: exists and is not a text cache; refusing to overwrite it "
+                "(choose another --out, or move the file away)"
+            ) from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -257,10 +267,7 @@ def read_text_cache(path: str | Path) -> dict[str, Any]:
         raise TextCacheError(
             f"{path}: no text cache; make it with `sartm embed <dataset> --out {path}`"
         )
-    try:
-        cache = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated / foreign files
-        raise TextCacheError(f"{path}: not a readable text cache: {exc}") from exc
+    cache = torchfile.load(path, TextCacheError, "text cache")
     if not isinstance(cache, dict) or any(k not in cache for k in REQUIRED_KEYS):
         found = sorted(cache) if isinstance(cache, dict) else type(cache).__name__
         raise TextCacheError(f"{path}: not a text cache: needs keys {REQUIRED_KEYS}, has {found}")

@@ -12,6 +12,7 @@ notebook. The run name is the run's path in `results/` (`cfg.run_id`, e.g. `pst9
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from filelock import FileLock
 
 from sartm.config import Config
+from sartm.errors import SartmError
 
 ENV_URI = "MLFLOW_TRACKING_URI"
 MAX_PARAMS_PER_BATCH = 100
@@ -29,7 +31,7 @@ T = TypeVar("T")
 _initialised: dict[tuple[str, str], str] = {}
 
 
-class TrackingError(RuntimeError):
+class TrackingError(SartmError, RuntimeError):
     """The tracking store cannot be reached or initialised."""
 
 
@@ -128,6 +130,10 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
 def _chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -154,13 +160,32 @@ class Tracker:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
+        items = [Metric(k, float(v), stamp, step or 0) for k, v in metrics.items() if _finite(v)]
+        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+            with_retry(self.client.log_batch, self.run_id, metrics=chunk)
+
+    def log_history(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Log the (metric, step) pairs of `rows` (step = the row's "epoch") that the run lacks;
+        returns how many. Idempotent by step: a resume replays the whole history after a kill
+        between a checkpoint and its metrics, and no step is logged twice."""
+        from mlflow.entities import Metric
+
+        rows = list(rows)
+        keys = sorted({k for row in rows for k in row if k != "epoch"})
+        logged = {
+            key: {m.step for m in with_retry(self.client.get_metric_history, self.run_id, key)}
+            for key in keys
+        }
+        stamp = int(time.time() * 1000)
         items = [
-            Metric(k, float(v), stamp, step or 0)
-            for k, v in metrics.items()
-            if v is not None and float(v) == float(v) and abs(float(v)) != float("inf")
+            Metric(k, float(v), stamp, row["epoch"])
+            for row in rows
+            for k, v in row.items()
+            if k != "epoch" and _finite(v) and row["epoch"] not in logged[k]
         ]
         for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
             with_retry(self.client.log_batch, self.run_id, metrics=chunk)
+        return len(items)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -21,6 +21,8 @@ from urllib.request import urlopen
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from sartm.errors import SartmError
+
 ENV_VAR = "SARTM_WEIGHTS"
 DEFAULT_DIR = Path("weights")
 CHUNK = 1 << 20
@@ -28,7 +30,7 @@ MIRROR = "Hugging Face mirror"
 _BASE = "https://dl.fbaipublicfiles.com/segment_anything_2"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(SartmError, RuntimeError):
     """A checkpoint that cannot be found, fetched or trusted; the message says which and why."""
 
 
@@ -105,9 +107,12 @@ def resolve_checkpoint(name_or_path: str | Path, *, directory: Path | None = Non
     try:
         e = entry(str(name_or_path))
     except WeightsError:
+        hint = ""
+        if "stand-in" in path.parts:  # the demo's synthetic SAM2, made by the pipeline itself
+            hint = "; make the stand-in with `sartm pretrain --preset <preset>` (or snakemake)"
         raise WeightsError(
             f"checkpoint {str(name_or_path)!r} is neither a file nor a known name "
-            f"({', '.join(WEIGHTS)})"
+            f"({', '.join(WEIGHTS)}){hint}"
         ) from None
     cached = (directory or weights_dir()) / e.filename
     if not cached.is_file():

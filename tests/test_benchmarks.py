@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the benchmarks folder sits beside the package, not inside it
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.device import peak_tflops  # noqa: E402
+from benchmarks.device import PEAK_BF16_TFLOPS, peak_tflops  # noqa: E402
+from benchmarks.flops import count_flops  # noqa: E402
+from benchmarks.timing import StepTimer, summarise  # noqa: E402
 
 TINY = (
     "--preset", "ci", "--dataset", "pst900",
@@ -45,6 +48,7 @@ def run_harness(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess
 
 
 def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -> None:
+    started = time.perf_counter()
     done, out = run_harness(
         tmp_path,
         "--steps", "1", "--warmup", "0", "--ms-steps", "1",
@@ -52,6 +56,7 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
         "--data-width", "64", "--variant", "cl:train.channels_last=true", "--profile", "1",
         "--memory-batches", "1,2",
     )  # fmt: skip
+    wall_s = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
 
@@ -76,23 +81,22 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
         "tf32_cudnn": False,
     }
     assert base["config_hash"] != opt["config_hash"]
-    for r in (opt, base):
-        assert r["step"]["n"] == 1 and r["step"]["median_s"] > 0
-        assert r["images_per_s"] == pytest.approx(2 / r["step"]["median_s"])
+    for r in (opt, base):  # physical bounds, not the harness's own formulas
+        assert r["step"]["n"] == 1 and 0 < r["step"]["median_s"] < wall_s
+        assert 2 / wall_s < r["images_per_s"]  # 2 images per step, and a step is within the run
         assert r["memory_kind"] == "cpu peak resident set"
-        assert r["memory_mb"] == pytest.approx(r["static_mb"] + r["step_peak_mb"], abs=0.11)
+        assert r["static_mb"] > 0 and r["memory_mb"] >= r["static_mb"]
         assert r["mfu"] is None
         assert set(r["last_losses"]) >= {"loss", "ce_s0"}
     # FLOPs are counted once, including Hiera's CPU attention kernel, and reused by the baseline
     assert opt["flops_per_step"] > 0 and base["flops_per_step"] == opt["flops_per_step"]
     assert any("scaled_dot_product" in op for op in opt["flops_by_op"])
-    assert opt["tflops"] == pytest.approx(opt["flops_per_step"] / opt["step"]["median_s"] / 1e12)
-    assert train["speedup"] == pytest.approx(base["step"]["median_s"] / opt["step"]["median_s"])
+    assert opt["flops_per_step"] / wall_s / 1e12 < opt["tflops"]
+    assert train["speedup"] > 0
     # an extra variant is timed beside the others, with its own switches and speed-up
     extra = train["cl"]
     assert extra["switches"]["channels_last"] and not opt["switches"]["channels_last"]
-    assert extra["speedup"] == pytest.approx(base["step"]["median_s"] / extra["step"]["median_s"])
-    assert extra["flops_per_step"] == opt["flops_per_step"]
+    assert extra["speedup"] > 0 and extra["flops_per_step"] == opt["flops_per_step"]
     # the profile splits the optimised step's operator time by kind
     prof = opt["profile"]
     assert prof["steps"] == 1 and prof["rows_are"].startswith("aten operators")
@@ -117,7 +121,7 @@ def test_harness_runs_one_tiny_step_and_writes_consistent_json(tmp_path: Path) -
     assert data["dataset"]["image_size"] == [64, 36]  # PST900's 16:9 at the requested width
     (row,) = data["rows"]
     assert row["workers"] == 0 and row["samples_per_s"] > 0
-    assert row["vs_training"] == pytest.approx(row["samples_per_s"] / opt["images_per_s"])
+    assert row["vs_training"] > 0
     assert "Training step" in done.stdout and "speed-up" in done.stdout
 
 
@@ -133,21 +137,35 @@ def test_unknown_part_is_refused(tmp_path: Path) -> None:
     assert "nonsense" in done.stderr and not out.exists()
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("NVIDIA H200", 989.4),
-        ("NVIDIA H100 80GB HBM3", 989.4),
-        ("NVIDIA H100 PCIe", 756.0),
-        ("NVIDIA L40S", 362.0),
-        ("NVIDIA L4", 121.0),
-        ("cpu (x86_64)", None),
-        ("Some Future GPU", None),
-    ],
-)
-def test_peak_table_matches_the_most_specific_name(name: str, expected: float | None) -> None:
-    assert peak_tflops(name).tflops == expected
-    assert peak_tflops(name, override=790.0).tflops == 790.0
+def test_peak_table_matches_the_most_specific_name() -> None:
+    """Every listed device gets its own row, also where its name contains another's ("H100 PCIe"
+    contains "H100", "L40S" contains "L4"): a reordered table fails here."""
+    for key, tflops in PEAK_BF16_TFLOPS:
+        assert peak_tflops(f"NVIDIA {key} 80GB").tflops == tflops, key
+    assert peak_tflops("NVIDIA H100 PCIe").tflops < peak_tflops("NVIDIA H100 80GB HBM3").tflops
+    assert peak_tflops("cpu (x86_64)").tflops is None
+    assert peak_tflops("Some Future GPU").tflops is None
+    assert peak_tflops("NVIDIA H200", override=790.0).tflops == 790.0
+
+
+def test_flop_counter_counts_a_known_step() -> None:
+    """A linear layer (M x K) @ (K x N): 2MNK forward, 4MNK backward (input and weight grads)."""
+    m, k, n = 8, 32, 16
+    layer = torch.nn.Linear(k, n, bias=False)
+    x = torch.randn(m, k, requires_grad=True)
+    total, per_op = count_flops(lambda: layer(x).sum().backward())
+    assert total == 6 * m * n * k
+    assert sum(per_op.values()) == total
+
+
+def test_step_timer_measures_real_durations() -> None:
+    timer = StepTimer(torch.device("cpu"))
+    for pause in (0.02, 0.05, 0.08):
+        with timer.step():
+            time.sleep(pause)
+    stats = summarise(timer.seconds())
+    assert stats["n"] == 3 and 0.05 <= stats["median_s"] < 0.07
+    assert 0.02 <= stats["min_s"] < stats["median_s"] < stats["max_s"]
 
 
 def test_startup_import_times_are_read_from_python_importtime():

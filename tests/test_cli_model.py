@@ -55,7 +55,7 @@ def test_summary_loads_a_fitting_checkpoint(tiny_sam2_checkpoint):
         "pst900",
         "--set",
         "model.backbone=sam2_hiera_t",
-        "--checkpoint",
+        "--sam2-checkpoint",
         str(tiny_sam2_checkpoint),
     )
     assert result.exit_code == 0, result.output
@@ -70,7 +70,7 @@ def test_summary_fails_on_a_checkpoint_of_another_size(tiny_sam2_checkpoint):
         "pst900",
         "--set",
         "model.backbone=sam2_hiera_s",
-        "--checkpoint",
+        "--sam2-checkpoint",
         str(tiny_sam2_checkpoint),
     )
     assert result.exit_code != 0
@@ -78,6 +78,6 @@ def test_summary_fails_on_a_checkpoint_of_another_size(tiny_sam2_checkpoint):
 
 
 def test_summary_fails_on_a_missing_checkpoint(tmp_path):
-    result = _run("--checkpoint", str(tmp_path / "nope.pt"))
+    result = _run("--sam2-checkpoint", str(tmp_path / "nope.pt"))
     assert result.exit_code != 0
     assert "nope.pt" in result.output

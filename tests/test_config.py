@@ -182,15 +182,16 @@ def test_saved_config_round_trips(params, tmp_path):
 
 
 def test_cli_reports_config_errors_cleanly(tmp_path):
-    import click
+    from click.testing import CliRunner
 
+    from sartm.cli import cli
     from sartm.cli.common import resolve_from_options
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    with pytest.raises(click.ClickException, match="train.epochs"):
-        resolve_from_options(
-            tmp_path / "params.yaml", None, "mfnet", None, None, ("train.epochs=-1",)
-        )
+    args = ["model", "summary", "--params", str(tmp_path / "params.yaml")]
+    result = CliRunner().invoke(cli, [*args, "--set", "train.epochs=-1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == "Error: run adhoc: train.epochs: -1 is less than the minimum of 1\n"
     cfg = resolve_from_options(
         tmp_path / "params.yaml", "paper", "mfnet", "fmb/head-deeplab", None, ()
     )

@@ -6,6 +6,8 @@ import json
 import pickle
 from contextlib import nullcontext
 
+import huggingface_hub.constants
+import open_clip
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,8 +17,6 @@ from sartm import text as textmod
 from sartm.cli import cli
 from sartm.data.spec import spec_for
 from sartm.text import TextCacheError, load_text_cache, read_text_cache
-
-open_clip = pytest.importorskip("open_clip")
 
 TINY = "sartm-test-clip"  # a 1-layer, 32-wide CLIP registered for these tests only
 PARAMS = cfgmod.PROJECT_ROOT / "params.yaml"
@@ -112,6 +112,16 @@ def test_round_trip_and_class_mismatch_refusal(tmp_path):
     assert str(path) in message
     assert "['background', 'car', 'person']" in message
     assert "['background', 'person', 'car']" in message
+    textmod.save_text_cache(build(classes=("background", "car")), path)  # a cache: replaced
+    assert load_text_cache(path, ["background", "car"]).shape[0] == 2
+
+
+def test_a_users_file_is_never_overwritten(tmp_path):
+    notes = tmp_path / "notes.pt"
+    notes.write_text("my own file")
+    with pytest.raises(TextCacheError, match=r"notes.pt: exists and is not a text cache"):
+        textmod.save_text_cache(build(), notes)
+    assert notes.read_text() == "my own file"
 
 
 def test_unusable_cache_files_are_refused(tmp_path):
@@ -125,7 +135,7 @@ def test_unusable_cache_files_are_refused(tmp_path):
     pickled.write_bytes(
         pickle.dumps(Foreign(), protocol=2)
     )  # an arbitrary object: weights_only refuses it
-    with pytest.raises(TextCacheError, match="not a readable"):
+    with pytest.raises(TextCacheError, match="holds pickled Python objects"):
         read_text_cache(pickled)
     partial = tmp_path / "partial.pt"
     torch.save({"embeddings": torch.zeros(2, 4), "classes": ["a", "b"]}, partial)
@@ -161,8 +171,9 @@ def test_bad_pretrained_values(tmp_path):
 
 
 def test_missing_official_weights_offline_say_what_to_download(tmp_path, monkeypatch):
-    hub = pytest.importorskip("huggingface_hub.constants")
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)  # no network attempts, fail at once
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_OFFLINE", True
+    )  # no network attempts, fail at once
     with pytest.raises(TextCacheError) as info:
         build(model_name="ViT-B-32-quickgelu", pretrained="openai", cache_dir=str(tmp_path))
     message = str(info.value)

@@ -1,12 +1,13 @@
-"""MLflow store initialisation, logging, and concurrent writers on a fresh SQLite store."""
+"""MLflow store initialisation, logging, and retries on a locked SQLite store (concurrent
+`sartm train` writers: tests/engine/test_tracking_writers.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+import sqlite3
+import threading
 
 import pytest
+import sqlalchemy as sa
 
 from sartm import config as cfgmod
 from sartm import tracking
@@ -64,57 +65,64 @@ def test_store_init_run_logging_and_env_override(tmp_path, monkeypatch):
     assert tracking.tracking_uri(cfg) == "sqlite:///elsewhere.db"
 
 
-def test_retry_on_database_locked():
-    calls = []
-
-    def flaky():
-        calls.append(1)
-        if len(calls) < 3:
-            raise RuntimeError("(sqlite3.OperationalError) database is locked")
-        return "ok"
-
-    assert tracking.with_retry(flaky) == "ok" and len(calls) == 3
-    with pytest.raises(ValueError):
-        tracking.with_retry(lambda: (_ for _ in ()).throw(ValueError("other")))
-
-
-WORKER = textwrap.dedent(
-    """
-    import sys
-    from sartm import config as cfgmod, tracking
-    tmp, index = sys.argv[1], int(sys.argv[2])
-    params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")
-    cfg = cfgmod.resolve(params, dataset="mfnet", run=f"w1-0.05", preset="ci", overrides=[
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_root={tmp}/artifacts"])
-    run = tracking.start_run(cfg, stage="train", tags={"worker": index})
-    for epoch in range(1, 6):
-        run.log_metrics({"loss": index + epoch / 10, "miou": epoch / 10}, step=epoch)
-    run.end()
-    """
-)
-
-
-@pytest.mark.slow
-def test_eight_concurrent_processes_on_a_fresh_store(tmp_path):
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path), str(i)], stderr=subprocess.PIPE
-        )
-        for i in range(8)
-    ]
-    errors = [p.communicate(timeout=240)[1].decode() for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(errors)
+def test_log_history_logs_each_step_once(tmp_path):
+    """A resume replays the whole history: only the (metric, step) pairs the run lacks go in."""
+    cfg = _cfg(tmp_path)
+    run = tracking.start_run(cfg, stage="train", log_config=False)
+    rows = [{"epoch": e, "loss": 1 / e, "miou": e / 10} for e in (1, 2, 3)]
+    rows[2]["miou"] = float("nan")  # not logged, like log_metrics
+    run.log_metrics({"loss": 1.0, "miou": 0.1}, step=1)  # logged before a kill
+    run.log_metrics({"loss": 0.5}, step=2)  # a row half logged
+    assert run.log_history(rows) == 2  # miou at 2, loss at 3
+    assert run.log_history(rows) == 0
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiments = client.search_experiments()
-    assert [e.name for e in experiments if e.name != "Default"] == ["sartm"]
-    runs = client.search_runs([e.experiment_id for e in experiments], max_results=100)
-    assert sorted(int(r.data.tags["worker"]) for r in runs) == list(range(8))
-    for run in runs:
-        index = int(run.data.tags["worker"])
-        history = client.get_metric_history(run.info.run_id, "loss")
-        assert sorted((m.step, m.value) for m in history) == [
-            (e, pytest.approx(index + e / 10)) for e in range(1, 6)
-        ]
-        assert len(client.get_metric_history(run.info.run_id, "miou")) == 5
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    logged = {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run.run_id, key))
+        for key in ("loss", "miou")
+    }
+    assert logged == {
+        "loss": [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))],
+        "miou": [(1, 0.1), (2, 0.2)],
+    }
+
+
+def test_retry_on_a_real_database_is_locked(tmp_path):
+    """Another connection holds the database's write lock: the real error (SQLAlchemy's
+    OperationalError over sqlite3's, after a 0.1 s busy timeout) is retried until it is released;
+    another real error is raised at once."""
+    db = tmp_path / "store.db"
+    engine = sa.create_engine(f"sqlite:///{db}", connect_args={"timeout": 0.1})
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE metrics (value REAL)"))
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(0.6, holder.execute, ["ROLLBACK"])
+    release.start()
+    errors = []
+
+    def write(sql: str) -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(sql))
+        except Exception as exc:
+            errors.append(exc)
+            raise
+
+    tracking.with_retry(write, "INSERT INTO metrics VALUES (1.5)")
+    release.join()
+    assert errors, "the lock was released before the first attempt"
+    for error in errors:
+        assert isinstance(error, sa.exc.OperationalError)
+        assert isinstance(error.orig, sqlite3.OperationalError)
+        assert str(error.orig) == "database is locked"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT value FROM metrics")).scalar_one() == 1.5
+
+    errors.clear()
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        tracking.with_retry(write, "INSERT INTO nowhere VALUES (1)")
+    assert len(errors) == 1  # not retried
+    holder.close()
+    engine.dispose()

@@ -16,11 +16,34 @@ from sartm.cli.report import report
 from sartm.cli.tracking import tracking
 from sartm.cli.train import train
 from sartm.cli.weights import weights
+from sartm.errors import SartmError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class _Group(click.Group):
+    """Project errors become one line (`Error: <message>`); `--debug` keeps the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SartmError as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(__version__, prog_name="sartm")
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="SARTM_DEBUG",
+    show_envvar=True,
+    help="Show the traceback of a project error instead of its one-line message.",
+)
+def cli(debug: bool) -> None:
     """SARTM: Segment Any RGB-Thermal Model, reproducible pipeline."""
 
 

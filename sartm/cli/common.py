@@ -19,16 +19,13 @@ def resolve_from_options(
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> cfgmod.Config:
-    """The one way the CLI turns options into a Config (ConfigError -> a clean CLI error)."""
+    """The one way the CLI turns options into a Config."""
     if run and "/" in run:  # `--run pst900/full` is the same as `--dataset pst900 --run full`
         dataset, run = run.split("/", 1)
-    try:
-        if config_path is not None:
-            return cfgmod.load_config(config_path, overrides)
-        params = cfgmod.load_params(params_path)
-        return cfgmod.resolve(params, dataset=dataset, run=run, preset=preset, overrides=overrides)
-    except cfgmod.ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if config_path is not None:
+        return cfgmod.load_config(config_path, overrides)
+    params = cfgmod.load_params(params_path)
+    return cfgmod.resolve(params, dataset=dataset, run=run, preset=preset, overrides=overrides)
 
 
 def config_options(with_run: bool = False) -> Callable:
@@ -77,9 +74,11 @@ def config_options(with_run: bool = False) -> Callable:
         if with_run:
             options.append(
                 click.option(
+                    "-r",  # torchrun's parser takes `--run` for its own `--run-path`
                     "--run",
                     default=None,
-                    help="A run of params.yaml's run list: NAME or DATASET/NAME.",
+                    help="A run of params.yaml's run list: NAME or DATASET/NAME "
+                    "(under torchrun write -r).",
                 )
             )
         for option in reversed(options):

@@ -14,8 +14,23 @@ def data() -> None:
     """Get datasets into the common layout (data/processed/<name>/)."""
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+def _limit_options(command):
+    """--max-expand-gb / --max-ratio: how far an archive may expand (decompression bombs)."""
+    from sartm.data.extract import DEFAULT_MAX_EXPAND_GB, DEFAULT_MAX_RATIO
+
+    command = click.option(
+        "--max-ratio",
+        type=click.FloatRange(min=1),
+        default=DEFAULT_MAX_RATIO,
+        help="Refuse an archive that expands more than this many times its size (checked from "
+        "32 MiB of output).",
+    )(command)
+    return click.option(
+        "--max-expand-gb",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_MAX_EXPAND_GB,
+        help="Refuse an archive that expands to more than this many GB.",
+    )(command)
 
 
 @data.command("download")
@@ -37,7 +52,12 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option(
     "--mirror", default=None, help="Which published location to use (default: the first)."
 )
-@click.option("--force", is_flag=True, help="Extract again over an existing raw folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Extract again over a raw folder that sartm extracted (never over one of your own).",
+)
+@_limit_options
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 def download_cmd(
     dataset: str,
@@ -45,24 +65,24 @@ def download_cmd(
     root: Path,
     mirror: str | None,
     force: bool,
+    max_expand_gb: float,
+    max_ratio: float,
     progress: bool,
 ) -> None:
     """Fetch (or take --archive), verify and safely extract DATASET into ROOT/raw/<dataset>."""
-    from sartm.data.common import DataError
     from sartm.data.download import download
+    from sartm.data.extract import Limits
 
-    try:
-        download(
-            dataset,
-            root=root,
-            archives=archives,
-            mirror=mirror,
-            force=force,
-            progress=progress,
-            log=click.echo,
-        )
-    except DataError as exc:
-        raise _fail(exc) from exc
+    download(
+        dataset,
+        root=root,
+        archives=archives,
+        mirror=mirror,
+        force=force,
+        progress=progress,
+        log=click.echo,
+        limits=Limits(max_expand_gb, max_ratio),
+    )
 
 
 @data.command("extract")
@@ -73,17 +93,22 @@ def download_cmd(
     required=True,
     help="Folder that will hold the archive's contents (created atomically).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an --out folder that sartm extracted (never one of your own).",
+)
+@_limit_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def extract_cmd(archive: Path, out: Path, force: bool, progress: bool) -> None:
+def extract_cmd(
+    archive: Path, out: Path, force: bool, max_expand_gb: float, max_ratio: float, progress: bool
+) -> None:
     """Safely extract a zip or tar(.gz/.bz2/.xz) ARCHIVE into --out."""
-    from sartm.data.common import DataError
-    from sartm.data.extract import safe_extract
+    from sartm.data.extract import Limits, safe_extract
 
-    try:
-        safe_extract(archive, out, force=force, progress=progress)
-    except DataError as exc:
-        raise _fail(exc) from exc
+    safe_extract(
+        archive, out, force=force, progress=progress, limits=Limits(max_expand_gb, max_ratio)
+    )
     click.echo(f"{out}: extracted from {archive}")
 
 
@@ -115,7 +140,11 @@ def extract_cmd(archive: Path, out: Path, force: bool, progress: bool) -> None:
     help="custom datasets: YAML or JSON list of {name, color: [r, g, b]}.",
 )
 @click.option("--name", default=None, help="custom datasets: the NAME of custom-NAME.")
-@click.option("--force", is_flag=True, help="Prepare again over a complete output.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Prepare again over a complete output that sartm wrote (never over a folder of yours).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def prepare_cmd(
     dataset: str,
@@ -129,7 +158,6 @@ def prepare_cmd(
 ) -> None:
     """Convert DATASET (mfnet, pst900, fmb, custom-NAME or custom --name NAME) from its original
     layout to the common layout."""
-    from sartm.data.common import DataError
     from sartm.data.layouts import prepare
 
     if dataset == "custom":
@@ -142,12 +170,9 @@ def prepare_cmd(
         raise click.UsageError("--name only applies to `prepare custom`")
     raw = raw if raw is not None else paths.raw_dir(dataset, root)
     out = out if out is not None else paths.processed_dir(dataset, root)
-    try:
-        result = prepare(
-            dataset, raw=raw, out=out, classes_file=classes_file, force=force, progress=progress
-        )
-    except DataError as exc:
-        raise _fail(exc) from exc
+    result = prepare(
+        dataset, raw=raw, out=out, classes_file=classes_file, force=force, progress=progress
+    )
     counts = ", ".join(f"{split} {n}" for split, n in sorted(result.splits.items()))
     if result.already:
         click.echo(f"{out}: already prepared ({counts}); use --force to prepare again")
@@ -192,6 +217,12 @@ def prepare_cmd(
     metavar="KEY=VALUE",
     help="Override a setting, e.g. --set synth.width=128 (repeatable).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace another dataset that sartm wrote at --out (a stand-in NAME is made again "
+    "without it; a folder of yours is never replaced).",
+)
 def synth_cmd(
     name: str,
     out: Path | None,
@@ -203,10 +234,11 @@ def synth_cmd(
     params_path: Path,
     preset: str | None,
     overrides: tuple[str, ...],
+    force: bool,
 ) -> None:
     """Generate the SYNTHETIC stand-in NAME (deterministic: same seed, same bytes)."""
     from sartm.cli.common import resolve_from_options
-    from sartm.data.synth import SynthError, generate
+    from sartm.data.synth import generate
 
     logical = name.removeprefix("synth-")
     cfg = resolve_from_options(params_path, preset, logical, None, None, overrides)
@@ -215,16 +247,14 @@ def synth_cmd(
         if n is not None:
             samples[split] = n
     out = out if out is not None else paths.processed_dir(name, Path(cfg.data.root))
-    try:
-        result = generate(
-            name,
-            out,
-            samples=samples,
-            width=width if width is not None else cfg.synth.width,
-            seed=seed if seed is not None else cfg.synth.seed,
-        )
-    except SynthError as exc:
-        raise _fail(exc) from exc
+    result = generate(
+        name,
+        out,
+        samples=samples,
+        width=width if width is not None else cfg.synth.width,
+        seed=seed if seed is not None else cfg.synth.seed,
+        force=force,
+    )
     counts = ", ".join(f"{split} {n}" for split, n in result["splits"].items())
     w, h = result["size"]
     click.echo(f"{out}: generated SYNTHETIC {name} ({counts}; {w}x{h}) in {result['seconds']} s")

@@ -66,13 +66,10 @@ def embed(
     cfg = resolve_from_options(params_path, preset, _logical(dataset), None, config_path, overrides)
     source = cfg.data.dataset if dataset in cfgmod.LOGICAL_DATASETS else dataset
     out = out or paths.text_cache(source, Path(cfg.data.root))  # where training reads it
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", textmod.RandomTextTeacherWarning)  # echoed below
-            cache = textmod.embed_dataset(source, cfg.text, data_root=Path(cfg.data.root))
-        textmod.save_text_cache(cache, out)
-    except textmod.TextCacheError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", textmod.RandomTextTeacherWarning)  # echoed below
+        cache = textmod.embed_dataset(source, cfg.text, data_root=Path(cfg.data.root))
+    textmod.save_text_cache(cache, out)
     weights = cache["pretrained"] or "random weights"
     click.echo(
         f"{out}: {len(cache['classes'])} classes x {cache['embeddings'].shape[1]} dims "

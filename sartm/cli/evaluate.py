@@ -21,16 +21,9 @@ from sartm.cli.common import config_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
     """Evaluate a run: mIoU / mAcc / mF1 / pixel accuracy, subsets, robustness, predictions."""
-    from sartm.data.common import DataError
-    from sartm.engine.checkpointing import TrainingCheckpointError
-    from sartm.engine.evaluate import EvaluationError
     from sartm.engine.evaluate import evaluate as run_evaluation
-    from sartm.engine.modelio import ModelLoadError
 
-    try:
-        metrics = run_evaluation(cfg, checkpoint=checkpoint, split=split, quiet=quiet)
-    except (EvaluationError, TrainingCheckpointError, ModelLoadError, DataError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    metrics = run_evaluation(cfg, checkpoint=checkpoint, split=split, quiet=quiet)
     scores = metrics[split]
     click.echo(
         f"{cfg.run_id} {split}: mIoU {scores['miou']:.4f}  mAcc {scores['macc']:.4f}  "

@@ -34,10 +34,12 @@ def _num_classes(cfg) -> int:
 @model.command()
 @config_options(with_run=True)
 @click.option(
-    "--checkpoint",
+    "--sam2-checkpoint",
+    "checkpoint",
     default=None,
-    help="SAM2 checkpoint (a file, or a name from `sartm weights list`) to load and check; "
-    "default: model.checkpoint if it is available.",
+    help="SAM2 base checkpoint (a file, or a name from `sartm weights list`) to load and check; "
+    "default: model.checkpoint if it is available. (`--checkpoint` of other commands is a "
+    "training checkpoint.)",
 )
 @click.option(
     "--num-classes",

@@ -66,13 +66,6 @@ def report_cmd(preset: str | None, out: str) -> None:
         raise SystemExit(code)
 
 
-def _params(path: Path) -> dict:
-    try:
-        return cfgmod.load_params(path)
-    except cfgmod.ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 @pipeline.command("dvc-yaml")
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
 @click.option("--out", type=click.Path(path_type=Path), default="dvc.yaml")
@@ -81,7 +74,7 @@ def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
     """Write dvc.yaml from params.yaml (the same stages and paths as the Snakefile)."""
     from sartm.report import dvcgen
 
-    params = _params(params_path)
+    params = cfgmod.load_params(params_path)
     try:
         if check:
             if dvcgen.is_stale(params, out):
@@ -99,7 +92,7 @@ def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
 def jobs(params_path: Path, preset: str | None) -> None:
     """The training jobs of the run list: run id, config hash, and the runs each one serves."""
-    params = _params(params_path)
+    params = cfgmod.load_params(params_path)
     served: dict[str, list[str]] = {}
     for i in range(cfgmod.seed_count(params, preset)):
         for name, run_id in cfgmod.run_aliases(params, preset, seed_index=i).items():
@@ -122,7 +115,7 @@ def configs(params_path: Path, preset: str | None) -> None:
     (another preset in params.yaml), since DVC would then run the wrong stage graph."""
     from sartm.report import dvcgen, stages
 
-    params = _params(params_path)
+    params = cfgmod.load_params(params_path)
     if preset is None and dvcgen.DVC_FILE.is_file() and dvcgen.is_stale(params):
         raise click.ClickException(
             f"{dvcgen.DVC_FILE} does not match preset {params['preset']!r} of {params_path} "
@@ -148,12 +141,8 @@ def configs(params_path: Path, preset: str | None) -> None:
 def config_cmd(run_id: str, params_path: Path, preset: str | None, out: Path | None) -> None:
     """Write the resolved configuration of one training job (what `sartm train --config` reads)."""
     from sartm.report import stages
-    from sartm.report.runs import ReportError
 
-    try:
-        cfg, path = stages.write_config(run_id, _params(params_path), preset, out)
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    cfg, path = stages.write_config(run_id, cfgmod.load_params(params_path), preset, out)
     click.echo(f"{path}: {cfg.run_id}, preset {cfg.preset}, config hash {cfg.hash()}")
 
 
@@ -172,10 +161,7 @@ def train_cmd(config_path: Path, gpus: int) -> None:
 
     from sartm.report import stages
 
-    try:
-        command = stages.train_command(config_path, gpus)
-    except cfgmod.ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    command = stages.train_command(config_path, gpus)
     click.echo(" ".join(command[1:]), err=True)
     sys.stdout.flush()
     os.execv(command[0], command)
@@ -188,12 +174,8 @@ def train_cmd(config_path: Path, gpus: int) -> None:
 def data_stage(dataset: str, params_path: Path, preset: str | None) -> None:
     """Make the data source the preset maps DATASET to (synthesise, or download + prepare)."""
     from sartm.report import stages
-    from sartm.report.runs import ReportError
 
-    try:
-        click.echo(stages.prepare_data(dataset, _params(params_path), preset))
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    click.echo(stages.prepare_data(dataset, cfgmod.load_params(params_path), preset))
 
 
 @pipeline.command("text")
@@ -203,9 +185,5 @@ def data_stage(dataset: str, params_path: Path, preset: str | None) -> None:
 def text_stage(dataset: str, params_path: Path, preset: str | None) -> None:
     """Build DATASET's CLIP text cache when one of its runs distils language (loss.w3 > 0)."""
     from sartm.report import stages
-    from sartm.report.runs import ReportError
 
-    try:
-        click.echo(stages.embed_text(dataset, _params(params_path), preset))
-    except ReportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    click.echo(stages.embed_text(dataset, cfgmod.load_params(params_path), preset))

@@ -9,14 +9,6 @@ import click
 _PATH = click.Path(path_type=Path)
 
 
-def _errors():
-    from sartm.engine.checkpointing import TrainingCheckpointError
-    from sartm.engine.modelio import ModelLoadError
-    from sartm.engine.predict import PredictError
-
-    return (PredictError, ModelLoadError, TrainingCheckpointError)
-
-
 @click.command("predict")
 @click.option(
     "--checkpoint",
@@ -40,11 +32,10 @@ def predict(
     """Segment RGB-thermal pairs; writes palette PNGs (pixel values are class ids)."""
     from sartm.engine.predict import predict_paths
 
-    try:
-        written = predict_paths(checkpoint, rgb, thermal, out, overlay, device=device)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
+    written = predict_paths(checkpoint, rgb, thermal, out, overlay, device=device)
     click.echo(f"wrote {len(written)} mask(s) to {out}")
+    if overlay is not None:
+        click.echo(f"wrote {len(written)} overlay(s) to {overlay}")
 
 
 @click.command("export")
@@ -55,10 +46,7 @@ def export(checkpoint: Path, out: Path) -> None:
     normalisation); no base SAM2 checkpoint is needed to use it."""
     from sartm.engine.predict import export as run_export
 
-    try:
-        info = run_export(checkpoint, out)
-    except _errors() as exc:
-        raise click.ClickException(str(exc)) from exc
+    info = run_export(checkpoint, out)
     click.echo(
         f"{info['path']}: {info['parameters']['total']:,} parameters, sha256 {info['sha256']}"
     )

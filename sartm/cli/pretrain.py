@@ -31,24 +31,18 @@ def pretrain(
 ) -> None:
     """Pretrain the demo-size SAM2 on synthetic RGB scenes; writes a checkpoint in the official
     SAM2 layout, its SHA-256 (`.sha256`) and a summary (`.json`). SYNTHETIC: not Meta's weights."""
-    from sartm.pretrain import PretrainError, PretrainSettings, pretrain_stand_in
+    from sartm.pretrain import PretrainSettings, pretrain_stand_in
 
-    try:
-        settings = cfgmod.pretrain_settings(cfgmod.load_params(params_path), preset)
-    except cfgmod.ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = cfgmod.pretrain_settings(cfgmod.load_params(params_path), preset)
     default_out = Path(settings.pop("out"))
     out = out or default_out
     if out.exists() and not force:
         raise click.ClickException(f"{out}: exists; pass --force to replace it")
-    try:
-        summary = pretrain_stand_in(
-            PretrainSettings(**{**settings, "sources": tuple(settings["sources"])}),
-            out,
-            quiet=quiet,
-        )
-    except PretrainError as exc:
-        raise click.ClickException(str(exc)) from exc
+    summary = pretrain_stand_in(
+        PretrainSettings(**{**settings, "sources": tuple(settings["sources"])}),
+        out,
+        quiet=quiet,
+    )
     click.echo(
         f"{out}: SYNTHETIC SAM2 stand-in ({summary['settings']['backbone']}, "
         f"{summary['settings']['steps']} steps, final loss {summary['final_loss']:.3f}, "

@@ -77,7 +77,7 @@ def _guard(action: Callable[[], list[Path]]) -> list[Path]:
     "--out",
     type=click.Path(path_type=Path),
     default=paths.tables_dir(),
-    help="Folder for <name>.md, .csv and .tex.",
+    help="Folder for <name>.md, .csv, .tex and .html.",
 )
 def tables_cmd(
     names: tuple[str, ...],

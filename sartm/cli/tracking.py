@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -21,10 +23,7 @@ def init(cfg) -> None:
     """Create the store and the experiment (run this before starting runs in parallel)."""
     from sartm import tracking as trk
 
-    try:
-        experiment_id = trk.init_store(cfg)
-    except trk.TrackingError as exc:
-        raise click.ClickException(str(exc)) from exc
+    experiment_id = trk.init_store(cfg)
     click.echo(f"tracking store {trk.tracking_uri(cfg)}")
     click.echo(f"experiment {cfg.tracking.experiment!r} (id {experiment_id})")
     click.echo(f"artifacts {trk.artifact_location(cfg)}")
@@ -34,7 +33,10 @@ def init(cfg) -> None:
 @click.option("--port", default=5000, help="Port on 127.0.0.1.")
 @config_options()
 def ui(cfg, port: int) -> None:
-    """Browse the runs: `mlflow ui` on the store, bound to 127.0.0.1 only."""
+    """Browse the runs: `mlflow ui` on the store, bound to 127.0.0.1 only.
+
+    One worker and no job runner (MLflow's GenAI jobs: 8 more processes) unless
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise: browsing needs neither."""
     from sartm import tracking as trk
 
     trk.init_store(cfg)
@@ -47,10 +49,31 @@ def ui(cfg, port: int) -> None:
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        "1",
         "--backend-store-uri",
         trk.tracking_uri(cfg),
         "--default-artifact-root",
         trk.artifact_location(cfg),
     ]
     click.echo(" ".join(command))
-    raise SystemExit(subprocess.call(command))
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    raise SystemExit(_run_group(command, env))
+
+
+def _run_group(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` in a process group of its own and pass SIGTERM, SIGINT and SIGHUP on to the
+    whole group: `mlflow ui` starts uvicorn workers and job runners that outlive it otherwise."""
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum, frame) -> None:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    code = server.wait()
+    stop(None, None)  # whatever of the group is left once mlflow itself has exited
+    return code if code >= 0 else 128 - code

@@ -26,23 +26,9 @@ from sartm.cli.common import config_options
 @click.option("--quiet", is_flag=True, help="One log line per epoch instead of progress bars.")
 def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
     """Train a run; writes results/train/<dataset>/<run>/ (checkpoints, history, config)."""
-    from sartm.data.common import DataError
-    from sartm.engine.checkpointing import TrainingCheckpointError
-    from sartm.engine.evaluate import EvaluationError
-    from sartm.engine.modelio import ModelLoadError
-    from sartm.engine.train import TrainingError
     from sartm.engine.train import train as run_training
 
-    try:
-        result = run_training(cfg, resume=resume, evaluate_after=evaluate_after, quiet=quiet)
-    except (
-        TrainingError,
-        TrainingCheckpointError,
-        ModelLoadError,
-        EvaluationError,
-        DataError,
-    ) as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = run_training(cfg, resume=resume, evaluate_after=evaluate_after, quiet=quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
     line = f"{cfg.run_id}: {result['epochs']} epochs in {result['train_time_s']:.1f} s"

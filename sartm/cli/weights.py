@@ -46,15 +46,12 @@ def download_cmd(
     names: tuple[str, ...], directory: Path | None, force: bool, progress: bool
 ) -> None:
     """Fetch checkpoints by name (`sam2_hiera_base_plus`) or backbone (`sam2_hiera_b+`)."""
-    from sartm.weights import WeightsError, download
+    from sartm.weights import download
 
     for name in names:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = download(name, directory=_dir(directory), force=force, progress=progress)
-        except WeightsError as exc:
-            raise click.ClickException(str(exc)) from exc
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = download(name, directory=_dir(directory), force=force, progress=progress)
         for w in caught:
             click.echo(f"WARNING: {w.message}", err=True)
         click.echo(f"{result.status}: {result.message}")
@@ -68,12 +65,9 @@ def verify_cmd(names: tuple[str, ...], directory: Path | None) -> None:
     from sartm.weights import WEIGHTS, WeightsError, entry, verify
 
     folder = _dir(directory)
-    try:
-        todo = [entry(n).name for n in names] or [
-            e.name for e in WEIGHTS.values() if (folder / e.filename).is_file()
-        ]
-    except WeightsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    todo = [entry(n).name for n in names] or [
+        e.name for e in WEIGHTS.values() if (folder / e.filename).is_file()
+    ]
     if not todo:
         click.echo(f"no checkpoints in {folder}")
         return

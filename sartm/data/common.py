@@ -8,7 +8,9 @@
 
 `LayoutWriter` builds the dataset in a temporary sibling folder and renames it into place only
 when every sample has been validated and written, so an interrupted or failed run leaves nothing
-that looks complete.
+that looks complete. Nothing sartm did not write is ever replaced: an existing output folder is
+replaced only when it is empty, or with `force` when it carries sartm's marker file (meta.json here,
+sartm-source.json for raw and extracted folders), see `check_replaceable`.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from PIL import Image
 
 from sartm import __version__
 from sartm.data.spec import IGNORE_INDEX
+from sartm.errors import SartmError
 
 META_NAME = "meta.json"
+SOURCE_NAME = "sartm-source.json"  # sartm's marker in raw and extracted folders (their origin)
 MANIFEST_NAME = "manifest.csv"
 MODALITIES = ("rgb", "thermal", "label")
 # The authors' normalisation: RGB /255 then ImageNet mean/std; thermal /255 only.
@@ -41,7 +45,7 @@ AUTHORS_NORMALISATION = {
 MANIFEST_FIELDS = ("id", "split", "subset", "rgb", "thermal", "label")
 
 
-class DataError(ValueError):
+class DataError(SartmError, ValueError):
     """Bad input data; the message names the offending file and what is wrong with it."""
 
 
@@ -87,7 +91,78 @@ def load_meta(root: Path) -> dict[str, Any]:
     path = Path(root) / META_NAME
     if not path.is_file():
         raise DataError(f"{path}: missing; prepare the dataset first (sartm data prepare / synth)")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); prepare the dataset again") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not a JSON object; prepare the dataset again")
+    return meta
+
+
+def written_by_sartm(folder: Path, marker: str) -> bool:
+    """Whether `folder` holds sartm's marker file (JSON with created_by "sartm ..."), written last."""
+    path = Path(folder) / marker
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return False
+    return isinstance(record, dict) and str(record.get("created_by", "")).startswith("sartm ")
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def check_replaceable(out: Path, *, force: bool, marker: str) -> None:
+    """Refuse to replace `out` unless it is absent or an empty folder, or (with `force`) a folder
+    sartm wrote (it holds `marker`): a user's own folder is never deleted, not even with --force."""
+    out = Path(out)
+    if (not out.exists() and not out.is_symlink()) or _empty_dir(out):
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise DataError(
+            f"{out}: exists and is not a folder; refusing to replace it: choose another output"
+        )
+    if not written_by_sartm(out, marker):
+        raise DataError(
+            f"{out}: exists and was not written by sartm (it holds no {marker} of sartm's); "
+            f"refusing to replace it, even with --force: choose another output folder or move it "
+            f"away yourself"
+        )
+    if not force:
+        raise DataError(f"{out}: already exists; use --force to replace it")
+
+
+def check_apart(source: Path, out: Path, *, source_is: str, out_is: str) -> None:
+    """Refuse an output that is, holds or lies inside its input: replacing it would delete it."""
+    a, b = Path(source).resolve(), Path(out).resolve()
+    if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+        raise DataError(
+            f"{out}: {out_is} overlaps {source_is} {source} (one is, or is inside, the other), "
+            f"so writing it would replace the input; choose separate folders"
+        )
+
+
+def replace_dir(tmp: Path, out: Path, *, force: bool, marker: str) -> None:
+    """Rename the finished folder `tmp` to `out` (checked again now: `out` may have changed
+    meanwhile). An old `out` is moved aside first and deleted only once `tmp` is in its place."""
+    check_replaceable(out, force=force, marker=marker)
+    if _empty_dir(out):
+        out.rmdir()
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, aside / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def read_manifest(root: Path) -> list[dict[str, str]]:
@@ -130,7 +205,8 @@ def check_sample(
 
 
 class LayoutWriter:
-    """Write a dataset in the common layout atomically (use as a context manager)."""
+    """Write a dataset in the common layout atomically (use as a context manager); an existing
+    `out` is replaced only when sartm wrote it and `force` is given (see check_replaceable)."""
 
     def __init__(
         self,
@@ -142,8 +218,10 @@ class LayoutWriter:
         source: str,
         synthetic: bool,
         extra_meta: dict[str, Any] | None = None,
+        force: bool = False,
     ) -> None:
         self.out = Path(out)
+        self.force = force
         self.name = name
         self.classes = list(classes)
         self.palette = [list(map(int, c)) for c in palette]
@@ -157,6 +235,7 @@ class LayoutWriter:
         self.tmp: Path | None = None
 
     def __enter__(self) -> LayoutWriter:
+        check_replaceable(self.out, force=self.force, marker=META_NAME)  # before any work
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
         self.tmp.chmod(0o755)  # mkdtemp's 0700 would make the finished dataset private
@@ -236,6 +315,4 @@ class LayoutWriter:
             **self.extra_meta,
         }
         (self.tmp / META_NAME).write_text(json.dumps(meta, indent=2))
-        if self.out.exists():  # replace a previous (complete or stale) copy only now
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        replace_dir(self.tmp, self.out, force=self.force, marker=META_NAME)

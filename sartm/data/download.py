@@ -3,7 +3,8 @@
 All published locations and digests live in the one table `SOURCES`. Verification uses the
 digest published by the distributor where there is one (whatever its kind: the FMB mirror
 publishes md5); where none is published (MFNet, PST900) the SHA-256 seen on first use is recorded
-in `data/archives/<dataset>/SHA256SUMS` and every later use is checked against it. Archives the
+in `data/archives/<dataset>/SHA256SUMS`, once the archive has extracted into the dataset's layout
+(a damaged first copy records nothing), and every later use is checked against it. Archives the
 user already has are passed with `--archive` and go through the same checks.
 
 Plain HTTP downloads stream into `<name>.part` with a progress bar, resume from a partial file
@@ -11,12 +12,14 @@ when the server supports ranges, and are renamed into place only when complete. 
 links go through `gdown`; if Drive refuses (quota, changed link), the error carries exact manual
 instructions. Extraction is safe (see extract.py) and atomic: the archives are unpacked and
 normalised to the dataset's original layout in a temporary folder beside data/raw/<dataset>/,
-which is renamed into place only on success.
+which is renamed into place only on success; an existing raw folder is replaced only with
+`force` and only when sartm extracted it (its sartm-source.json).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -32,13 +35,19 @@ from typing import Any
 from tqdm import tqdm
 
 from sartm import __version__, paths
-from sartm.data.common import DataError
-from sartm.data.extract import extract_into
+from sartm.data.common import (
+    SOURCE_NAME,
+    DataError,
+    check_apart,
+    check_replaceable,
+    replace_dir,
+    written_by_sartm,
+)
+from sartm.data.extract import Limits, extract_into
 from sartm.data.layouts import assemble_raw
 
 _CHUNK = 1 << 20
 SUMS_NAME = "SHA256SUMS"
-SOURCE_NAME = "sartm-source.json"  # written into data/raw/<dataset>/: which archives it came from
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -175,12 +184,13 @@ def http_download(url: str, target: Path, *, progress: bool = True) -> Path:
                 part.unlink()
                 continue
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise DownloadError(f"{url}: cannot connect ({exc})") from exc
         break
     with response:
-        if start and getattr(response, "status", 200) != 206:
-            start = 0  # the server ignored the range: start over
+        resumed = response.headers.get("Content-Range", "").startswith(f"bytes {start}-")
+        if start and (response.status != 206 or not resumed):
+            start = 0  # the server ignored the range (or sent another one): start over
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         try:
@@ -199,7 +209,7 @@ def http_download(url: str, target: Path, *, progress: bool = True) -> Path:
                 while chunk := response.read(_CHUNK):
                     fh.write(chunk)
                     bar.update(len(chunk))
-        except OSError as exc:  # connection dropped (http.client.IncompleteRead is an OSError)
+        except (OSError, http.client.HTTPException) as exc:  # dropped: reset, IncompleteRead
             raise DownloadError(
                 f"{url}: interrupted after {part.stat().st_size} bytes ({exc}); run the same "
                 f"command again to resume from {part}"
@@ -318,12 +328,14 @@ class Verified:
     path: Path
     sha256: str
     checks: list[str] = field(default_factory=list)  # what was checked, for the log
+    first_use: bool = False  # no SHA-256 recorded yet: `record_first_use` once it extracted
 
 
 def verify_archive(
     dataset: str, archive: Path, *, root: Path = paths.DATA, progress: bool = True
 ) -> Verified:
-    """Check `archive` against its published digest, then against (or into) SHA256SUMS."""
+    """Check `archive` against its published digest, then against SHA256SUMS; a first-use
+    SHA-256 is only noted (`first_use`): `record_first_use` writes it once the archive proved good."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(f"{archive}: no such archive")
@@ -344,9 +356,8 @@ def verify_archive(
     sums = read_sums(sums_path)
     recorded = sums.get(archive.name)
     if recorded is None:
-        sums[archive.name] = found["sha256"]
-        _write_sums(sums_path, sums)
-        result.checks.append(f"sha256 recorded in {sums_path} (first use)")
+        result.first_use = True
+        result.checks.append("sha256 seen for the first time")
     elif recorded != found["sha256"]:
         raise DigestError(
             f"{archive}: sha256 mismatch: expected {recorded} (recorded in {sums_path} on first "
@@ -356,6 +367,18 @@ def verify_archive(
     else:
         result.checks.append(f"sha256 matches {sums_path}")
     return result
+
+
+def record_first_use(dataset: str, verified: Sequence[Verified], *, root: Path) -> list[str]:
+    """Write the first-use SHA-256s into SHA256SUMS (call only after the archives extracted)."""
+    sums_path = paths.archives_dir(dataset, root) / SUMS_NAME
+    new = [v for v in verified if v.first_use]
+    if not new:
+        return []
+    sums = read_sums(sums_path)
+    sums.update({v.path.name: v.sha256 for v in new})
+    _write_sums(sums_path, sums)
+    return [f"{v.path}: sha256 recorded in {sums_path} (first use)" for v in new]
 
 
 # --- fetch, extract, the whole command ----------------------------------------------------------
@@ -436,18 +459,21 @@ def extract_raw(
     force: bool = False,
     progress: bool = True,
     digests: dict[str, str] | None = None,
+    limits: Limits = Limits(),
 ) -> Path:
-    """Unpack `archives` and normalise them to the original layout at `raw`, atomically."""
+    """Unpack `archives` and normalise them to the original layout at `raw`, atomically (an
+    existing `raw` is replaced only with `force` and only when sartm extracted it)."""
     raw = Path(raw)
-    if raw.exists() and not force:
-        raise DataError(f"{raw}: already exists (use --force to replace it)")
+    for archive in archives:
+        check_apart(archive, raw, source_is="the archive", out_is="the raw folder")
+    check_replaceable(raw, force=force, marker=SOURCE_NAME)
     raw.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{raw.name}.partial-", dir=raw.parent))
     try:
         trees = []
         for number, archive in enumerate(archives):
             tree = work / f"archive-{number}"
-            extract_into(archive, tree, progress=progress)
+            extract_into(archive, tree, progress=progress, limits=limits)
             trees.append((tree, Path(archive).name))
         assembled = work / "dataset"
         assemble_raw(dataset, trees, assembled)
@@ -460,9 +486,7 @@ def extract_raw(
             "created_by": f"sartm {__version__}",
         }
         (assembled / SOURCE_NAME).write_text(json.dumps(record, indent=2))
-        if raw.exists():
-            shutil.rmtree(raw)
-        os.replace(assembled, raw)
+        replace_dir(assembled, raw, force=force, marker=SOURCE_NAME)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return raw
@@ -485,14 +509,19 @@ def download(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    limits: Limits = Limits(),
 ) -> DownloadResult:
     """Get `dataset` into data/raw/<dataset>/: fetch (or take `archives`), verify, extract."""
     root = Path(root)
     _mirror(dataset, mirror)  # unknown dataset / mirror: fail before doing anything
     raw = paths.raw_dir(dataset, root)
-    if raw.exists() and not force:
-        log(f"{raw}: already extracted (use --force to extract again)")
+    if raw.exists() and not force and not (raw.is_dir() and not any(raw.iterdir())):
+        if written_by_sartm(raw, SOURCE_NAME):
+            log(f"{raw}: already extracted (use --force to extract again)")
+        else:
+            log(f"{raw}: already exists and was not extracted by sartm; left as it is")
         return DownloadResult(dataset, raw, already=True)
+    check_replaceable(raw, force=force, marker=SOURCE_NAME)  # before fetching anything
     if archives:
         files = [Path(a) for a in archives]
         names = [f.name for f in files]
@@ -500,16 +529,30 @@ def download(
             raise DataError(f"archives with the same file name given twice: {sorted(names)}")
     else:
         files = fetch(dataset, root=root, mirror=mirror, progress=progress)
+    for file in files:
+        check_apart(file, raw, source_is="the archive", out_is="the raw folder")
     verified = [verify_archive(dataset, f, root=root, progress=progress) for f in files]
     for item in verified:
         log(f"{item.path}: " + "; ".join(item.checks))
-    extract_raw(
-        dataset,
-        files,
-        raw,
-        force=force,
-        progress=progress,
-        digests={v.path.name: v.sha256 for v in verified},
-    )
+    try:
+        extract_raw(
+            dataset,
+            files,
+            raw,
+            force=force,
+            progress=progress,
+            digests={v.path.name: v.sha256 for v in verified},
+            limits=limits,
+        )
+    except DataError as exc:
+        new = [str(v.path) for v in verified if v.first_use]
+        if not new:
+            raise
+        raise type(exc)(
+            f"{exc}; the sha256 of {', '.join(new)} was not recorded: if a download was cut "
+            f"short, delete it and run the command again"
+        ) from exc
+    for line in record_first_use(dataset, verified, root=root):
+        log(line)
     log(f"{raw}: extracted from {', '.join(f.name for f in files)}")
     return DownloadResult(dataset, raw, already=False, verified=verified)

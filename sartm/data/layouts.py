@@ -9,7 +9,8 @@
              of {name, color}); prepared as `custom-<name>`
 
 Every sample is decoded and checked (readable, channel count, sizes, label range, counterparts,
-unique ids) and the first problem stops the run with an error naming the file. Labels must be
+unique ids) and the first problem stops the run with an error naming the file. Nothing outside
+`raw` is read: a symlink that leads out of it is refused, naming it. Labels must be
 class-index images: colour-rendered labels (FMB's color/) are refused, never guessed from a
 palette. Thermal images stored as three equal grey channels (FMB's Infrared) are accepted where
 the dataset ships them that way: the channels must agree within `GRAY_TOLERANCE` grey levels and
@@ -33,10 +34,13 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from sartm.data.common import DataError, LayoutWriter, is_complete, load_meta
+from sartm.data.common import DataError, LayoutWriter, check_apart, is_complete, load_meta
 from sartm.data.spec import IGNORE_INDEX, REAL
 
 GRAY_TOLERANCE = 3
+# Real MFNet thermal frames have their commonest value in under 8% of pixels (../shared/samples:
+# 2.8-7.8%); an alpha channel (or a blank frame) has one value almost everywhere.
+MFNET_MAX_MODAL_FRACTION = 0.9
 CUSTOM_PREFIX = "custom-"
 CUSTOM_NAME = re.compile(r"^custom-[A-Za-z0-9_.-]+$")
 DATASETS = ("mfnet", "pst900", "fmb")  # plus custom-<name>
@@ -174,9 +178,12 @@ def read_mfnet_rgbt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"(e.g. OpenCV's default imread) may have dropped the thermal data"
         )
     thermal = np.ascontiguousarray(array[..., 3])
-    if thermal.size and int(thermal.min()) == 255:
+    counts = np.bincount(thermal.ravel(), minlength=256)
+    modal = int(counts.argmax())
+    if thermal.size and counts[modal] > MFNET_MAX_MODAL_FRACTION * thermal.size:
         raise DataError(
-            f"{path}: 4th channel is constant 255 - an opaque alpha channel, not MFNet thermal data"
+            f"{path}: 4th channel is {modal} in {counts[modal] / thermal.size:.1%} of its pixels - "
+            f"an alpha channel (or a blank frame), not MFNet thermal data"
         )
     return np.ascontiguousarray(array[..., :3]), thermal
 
@@ -283,10 +290,25 @@ def index_split_layout(raw: Path, layout: SplitLayout) -> tuple[list[Sample], in
     return samples, 0
 
 
+def _inside(root: Path, path: Path) -> Path:
+    """`path`, refused when it resolves outside `root` (a symlink out): prepare reads nothing else."""
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise DataError(
+            f"{path}: a symlink that leads outside {root} (to {real}); prepare reads nothing "
+            f"outside --raw: copy the file in, or pass the folder that holds it as --raw"
+        )
+    return path
+
+
 def _read_id_list(path: Path) -> list[str]:
     """Ids one per line, with or without a .png extension; blank lines are skipped."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text file of sample ids ({exc})") from exc
     ids: list[str] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         item = line.strip()
         if not item:
             continue
@@ -314,7 +336,13 @@ def index_mfnet(raw: Path) -> tuple[list[Sample], int]:
         )
     split_of: dict[str, tuple[str, Path]] = {}
     for split, list_file in lists.items():
-        for sample_id in _read_id_list(list_file):
+        ids = _read_id_list(_inside(raw, list_file))
+        if not ids:
+            raise DataError(
+                f"{list_file}: lists no sample ids, so the {split} split would be empty; "
+                f"restore it from the dataset archive"
+            )
+        for sample_id in ids:
             if sample_id in split_of:
                 other = split_of[sample_id][1]
                 raise DataError(
@@ -326,7 +354,7 @@ def index_mfnet(raw: Path) -> tuple[list[Sample], int]:
         list_file = raw / name
         if not list_file.is_file():
             continue
-        for sample_id in _read_id_list(list_file):
+        for sample_id in _read_id_list(_inside(raw, list_file)):
             if split_of.get(sample_id, ("",))[0] != "test":
                 raise DataError(
                     f"{list_file}: sample id {sample_id!r} is not in test.txt "
@@ -481,9 +509,11 @@ def prepare(
 
     A complete `out` of the same dataset is left alone unless `force`; a failure leaves no
     complete-looking output (LayoutWriter builds in a temporary folder and renames at the end).
+    Only an `out` that sartm wrote is ever replaced, and never one that is, holds or lies in `raw`.
     """
     raw, out = Path(raw), Path(out)
     reader = _reader(dataset, classes_file)
+    check_apart(raw, out, source_is="--raw", out_is="--out")
     if is_complete(out) and not force:
         meta = load_meta(out)
         if meta.get("name") != dataset:
@@ -498,6 +528,9 @@ def prepare(
     samples, ignored = reader.index(raw)
     if not samples:
         raise DataError(f"{raw}: no samples found ({reader.description})")
+    for sample in samples:
+        for path in sample.files.values():
+            _inside(raw, path)
     extra = {"prepared_from": reader.description, **reader.extra}
     with LayoutWriter(
         out,
@@ -507,6 +540,7 @@ def prepare(
         source=dataset,
         synthetic=False,
         extra_meta=extra,
+        force=force,
     ) as writer:
         for sample in tqdm(samples, desc=f"prepare {dataset}", unit="sample", disable=not progress):
             rgb, thermal, label = reader.decode(sample)
@@ -560,7 +594,7 @@ def _merge_move(src: Path, dst: Path, *, origin: str) -> None:
     dst.mkdir(parents=True, exist_ok=True)
     for child in sorted(src.iterdir()):
         target = dst / child.name
-        if not target.exists():
+        if not target.exists() and not target.is_symlink():
             child.replace(target)
         elif target.is_dir() and child.is_dir() and not child.is_symlink():
             _merge_move(child, target, origin=origin)

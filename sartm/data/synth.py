@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from sartm.data.common import LayoutWriter
+from sartm.data.common import META_NAME, LayoutWriter, load_meta, written_by_sartm
 from sartm.data.spec import spec_for
+from sartm.errors import SartmError
 
 GENERATOR_VERSION = 1
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "pretrain": 3}
@@ -36,7 +37,7 @@ DATASET_CODES = {"synth-mfnet": 11, "synth-pst900": 12, "synth-fmb": 13}
 SYNTH_NAMES = tuple(DATASET_CODES)
 
 
-class SynthError(ValueError):
+class SynthError(SartmError, ValueError):
     """A synthetic dataset that cannot be made as asked (unknown name, bad size or count)."""
 
 
@@ -1098,6 +1099,14 @@ def render(name: str, split: str, index: int, *, width: int, seed: int) -> Synth
     return SynthSample(sample_id, split, subset, condition, rgb, thermal, c.label.copy())
 
 
+def _same_stand_in(out: Path, name: str) -> bool:
+    """Whether `out` holds a stand-in `name` that sartm generated (regenerable, so replaceable)."""
+    if not written_by_sartm(out, META_NAME):
+        return False
+    meta = load_meta(out)
+    return meta.get("synthetic") is True and meta.get("name") == name
+
+
 def generate(
     name: str,
     out: str | Path,
@@ -1105,8 +1114,11 @@ def generate(
     samples: dict[str, int],
     width: int,
     seed: int,
+    force: bool = False,
 ) -> dict[str, object]:
-    """Write the stand-in `name` in the common layout under `out`; returns a short summary."""
+    """Write the stand-in `name` in the common layout under `out`; returns a short summary. An
+    existing `out` is replaced only when sartm wrote it (its meta.json): a stand-in of the same
+    name freely (it is made again from its settings, nothing is lost), anything else with `force`."""
     fam = family(name)
     if not 32 <= width <= 1024:
         raise SynthError(f"{name}: width must be 32..1024 pixels, got {width}")
@@ -1142,6 +1154,7 @@ def generate(
         source=f"sartm synthetic generator v{GENERATOR_VERSION} (seed {seed})",
         synthetic=True,
         extra_meta=extra,
+        force=force or _same_stand_in(Path(out), name),
     ) as writer:
         for split, n in counts.items():
             for index in range(n):

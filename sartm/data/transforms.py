@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from sartm.data import imageops as F
 from sartm.data.common import AUTHORS_NORMALISATION, DataError
 from sartm.data.spec import IGNORE_INDEX

@@ -5,6 +5,11 @@ A checkpoint is a plain dict of tensors and builtin types, so it loads with
 to a temporary file in the same folder and renamed over the old one (`os.replace` is atomic on
 POSIX), so a run killed at any moment leaves either the previous or the new checkpoint, never a
 truncated one.
+
+Test-only fault injection: with `SARTM_KILL_AT=<when>:<file name>:<epoch>` in the environment
+(`when` is `before` or `after`), the process SIGKILLs itself just before or just after the rename
+of that checkpoint of that epoch into place, e.g. `after:last.pt:2`. The resume tests use it to
+kill at the exact instants around an epoch's commit (tests/engine/test_resume.py).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from sartm import torchfile
+from sartm.errors import SartmError
+
 TMP_PREFIX = ".tmp-"
+KILL_ENV = "SARTM_KILL_AT"
 
 
-class TrainingCheckpointError(RuntimeError):
+class TrainingCheckpointError(SartmError, RuntimeError):
     """A training checkpoint that is unreadable, incomplete or does not fit the run."""
 
 
@@ -36,10 +46,19 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        _kill_point("before", path, obj)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _kill_point("after", path, obj)
+
+
+def _kill_point(when: str, path: Path, obj: Any) -> None:
+    """SIGKILL this process if `SARTM_KILL_AT` names this instant (see the module docstring)."""
+    wanted = os.environ.get(KILL_ENV)
+    if wanted and isinstance(obj, dict) and wanted == f"{when}:{path.name}:{obj.get('epoch')}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
@@ -54,12 +73,7 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
 def load_checkpoint(path: str | Path, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint dict safely (weights_only) onto the CPU; errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise TrainingCheckpointError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, a pickled object, not a torch file at all
-        raise TrainingCheckpointError(f"{path}: cannot be read as a checkpoint: {exc}") from exc
+    state = torchfile.load(path, TrainingCheckpointError, "sartm checkpoint")
     if not isinstance(state, dict):
         raise TrainingCheckpointError(f"{path}: expected a dict, found {type(state).__name__}")
     missing = [k for k in required if k not in state]

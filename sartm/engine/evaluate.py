@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -36,12 +37,15 @@ from sartm.config import Config
 from sartm.engine import runtime
 from sartm.engine.checkpointing import config_differences, learning_identity, sha256_file
 from sartm.engine.metrics import ConfusionMatrix
+from sartm.errors import SartmError
 
 SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
 METRIC_KEYS = ("miou", "macc", "mf1", "pixel_acc", "iou", "acc", "f1")
+STAGE_PREFIX = ".tmp-"  # results/eval/<dataset>/.tmp-<run>: the outputs until swapped in
+STAGED_OUTPUTS = ("pred", "features.npz")  # besides metrics.json
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(SartmError, RuntimeError):
     """Nothing to evaluate, or a checkpoint that does not belong to the run."""
 
 
@@ -274,7 +278,6 @@ class _Run:
             n: set(self.dataset.subset_ids(n)) for n in _subset_names(self.dataset.meta, self.split)
         }
         saved: list[str] = []
-        shutil.rmtree(self.out_dir / "pred", ignore_errors=True)
 
         def keep(ids: list[str], preds: list[np.ndarray]) -> None:
             for sample_id, pred in zip(ids, preds):
@@ -328,15 +331,66 @@ def evaluate(
     results_root: Path = paths.RESULTS,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Score the run's checkpoint(s) on `split`; write and return metrics.json."""
+    """Score the run's checkpoint(s) on `split`; write and return metrics.json.
+
+    The outputs are written to a temporary folder beside the run's and swapped in at the end, so
+    an interrupted evaluation leaves the previous outputs as they were."""
     from sartm import tracking
+
+    out_dir = paths.eval_dir(cfg.run_id, results_root)
+    stage = out_dir.parent / f"{STAGE_PREFIX}{out_dir.name}"
+    shutil.rmtree(stage, ignore_errors=True)  # left by an evaluation killed before
+    stage.mkdir(parents=True)
+    try:
+        metrics, mlflow_run_id = _evaluate_into(stage, cfg, checkpoint, split, results_root, quiet)
+        _swap_in(stage, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if not quiet:
+        print(f"{out_dir / 'metrics.json'}: {split} mIoU {metrics[split]['miou']:.4f}")
+
+    tracker = tracking.start_run(
+        cfg, stage="evaluate", resume_run_id=mlflow_run_id, log_config=False
+    )
+    flat = {f"{split}_{k}": metrics[split][k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+    if f"{split}_best" in metrics:
+        flat.update(
+            {f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")}
+        )
+    for name, values in {**metrics["subsets"], **metrics["robustness"]}.items():
+        flat[f"{split}_{name}_miou"] = values["miou"]
+    tracker.log_metrics(flat)
+    tracker.log_artifact(out_dir / "metrics.json", "eval")
+    tracker.set_tags({"eval_checkpoint": metrics["checkpoint"]["path"]})
+    tracker.end()
+    return metrics
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """Replace the previous outputs by the staged ones. metrics.json goes first and comes back
+    last: a kill in between leaves no metrics.json, never one beside other predictions."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").unlink(missing_ok=True)
+    for name in STAGED_OUTPUTS:
+        old, new = out_dir / name, stage / name
+        if os.path.lexists(old):
+            old.rename(stage / f"previous-{name}")  # removed with the stage
+        if new.exists():
+            new.rename(old)
+    (stage / "metrics.json").replace(out_dir / "metrics.json")
+
+
+def _evaluate_into(
+    stage: Path, cfg: Config, checkpoint, split: str, results_root: Path, quiet: bool
+) -> tuple[dict[str, Any], str | None]:
+    """Write metrics.json and the other outputs into `stage`: (metrics, the MLflow run id)."""
     from sartm.engine import modelio
     from sartm.engine.provenance import provenance
 
     started = time.perf_counter()
     explicit = checkpoint is not None
     plan = _checkpoint_plan(cfg, Path(checkpoint) if explicit else None, results_root)
-    run = _Run(cfg, split, paths.eval_dir(cfg.run_id, results_root), quiet)
+    run = _Run(cfg, split, stage, quiet)
 
     path = plan[0][1]
     model, state = run.load(path, explicit=explicit)
@@ -384,28 +438,8 @@ def evaluate(
             "provenance": provenance(run.device),
         }
     )
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run.out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(run.out_dir / "metrics.json")
-    if not quiet:
-        print(f"{run.out_dir / 'metrics.json'}: {split} mIoU {metrics[split]['miou']:.4f}")
-
-    tracker = tracking.start_run(
-        cfg, stage="evaluate", resume_run_id=state.get("mlflow_run_id"), log_config=False
-    )
-    flat = {f"{split}_{k}": metrics[split][k] for k in ("miou", "macc", "mf1", "pixel_acc")}
-    if f"{split}_best" in metrics:
-        flat.update(
-            {f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")}
-        )
-    for name, values in {**metrics["subsets"], **metrics["robustness"]}.items():
-        flat[f"{split}_{name}_miou"] = values["miou"]
-    tracker.log_metrics(flat)
-    tracker.log_artifact(run.out_dir / "metrics.json", "eval")
-    tracker.set_tags({"eval_checkpoint": metrics["checkpoint"]["path"]})
-    tracker.end()
-    return metrics
+    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics, state.get("mlflow_run_id")
 
 
 def _subset_names(meta: dict[str, Any], split: str) -> list[str]:

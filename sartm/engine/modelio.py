@@ -18,15 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from sartm import paths
+from sartm import paths, torchfile
 from sartm.config import Config, config_from_dict
 from sartm.engine.checkpointing import TrainingCheckpointError, seed_everything, sha256_file
+from sartm.errors import SartmError
 
 EXPORT_FORMAT = "sartm-export"
 TRAIN_FORMAT = "sartm-train-checkpoint"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SartmError, RuntimeError):
     """A checkpoint that cannot be turned back into the model it came from."""
 
 
@@ -139,7 +140,8 @@ def load_trained(
     from sartm.engine.checkpointing import load_checkpoint
 
     path = Path(path)
-    state = load_checkpoint(path, required=("format", "config"))
+    state = load_checkpoint(path, required=("format", "config", "model"))
+    torchfile.refuse_non_finite(state["model"], path, ModelLoadError)
     cfg = config_from_dict(state["config"])
     num_classes = len(state["classes"])
     text = state.get("text_embeddings")

@@ -3,8 +3,9 @@
 `Predictor` accepts a training checkpoint (`last.pt` / `best.pt`: needs the same base SAM2
 checkpoint, checked by SHA-256) or an exported file (`sartm export`: the whole model, its config,
 class names, palette and normalisation in one file, nothing else needed). Images are read the way
-the dataset reads them (RGB, thermal as 8-bit gray replicated to 3 channels), normalised and
-padded like the evaluation protocol, and the prediction is cut back to the input size.
+the dataset reads them and checked the same way (8-bit RGB; thermal 8-bit single-channel or grey
+stored as 3 equal channels, anything else refused), normalised and padded like the evaluation
+protocol, and the prediction is cut back to the input size.
 """
 
 from __future__ import annotations
@@ -15,28 +16,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from sartm.config import config_from_dict
+from sartm.data.layouts import read_rgb, read_thermal
 from sartm.engine import modelio, runtime
-from sartm.engine.checkpointing import atomic_save, sha256_file
+from sartm.engine.checkpointing import (
+    TrainingCheckpointError,
+    atomic_save,
+    load_checkpoint,
+    sha256_file,
+)
 from sartm.engine.evaluate import predict_probs, save_palette_png
+from sartm.errors import SartmError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class PredictError(RuntimeError):
+class PredictError(SartmError, RuntimeError):
     """An input that cannot be predicted (unreadable, sizes differ, unpaired files)."""
-
-
-def _read(path: Path, mode: str) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert(mode))
-    except FileNotFoundError as exc:
-        raise PredictError(f"{path}: no such file") from exc
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise PredictError(f"{path}: cannot read image ({exc})") from exc
 
 
 @dataclass
@@ -85,8 +83,8 @@ class Predictor:
         return pred[0].to(torch.uint8).cpu().numpy()
 
     def predict_files(self, rgb_path: str | Path, thermal_path: str | Path) -> Prediction:
-        rgb = _read(Path(rgb_path), "RGB")
-        thermal = _read(Path(thermal_path), "L")
+        rgb = read_rgb(Path(rgb_path))  # checked as `sartm data prepare` checks a dataset's files
+        thermal = read_thermal(Path(thermal_path), gray_rgb=True)
         if rgb.shape[:2] != thermal.shape:
             raise PredictError(
                 f"{rgb_path} is {rgb.shape[1]}x{rgb.shape[0]} but {thermal_path} is "
@@ -149,10 +147,23 @@ def predict_paths(
     return written
 
 
+def _is_export(path: Path) -> bool:
+    """Whether `path` is a file `sartm export` wrote (those may be replaced; nothing else is)."""
+    try:
+        return load_checkpoint(path, required=("format",))["format"] == modelio.EXPORT_FORMAT
+    except TrainingCheckpointError:
+        return False
+
+
 def export(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write one self-contained model file: all weights (frozen SAM2 + adapters; LoRA is merged
     when it is loaded), config, classes, palette, normalisation, text embeddings if any."""
-    checkpoint = Path(checkpoint)
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists() and not _is_export(out):
+        raise PredictError(
+            f"{out}: exists and is not a sartm export; refusing to overwrite it "
+            "(choose another --out, or move the file away)"
+        )
     model, state = modelio.load_trained(checkpoint)
     if state["format"] == modelio.EXPORT_FORMAT:
         raise PredictError(f"{checkpoint}: already an exported model")

@@ -5,6 +5,11 @@ the model's own losses, optional gradient clipping, AdamW. Per epoch: validation
 `val_every` epochs), the F8 similarity matrices at `similarity_epochs`, an atomic `last.pt` (and
 `best.pt` when the selection metric improved), a row of `history.csv`, one MLflow `log_batch`.
 
+One commit per epoch: the rename of `last.pt` (which holds the whole history) is the commit;
+`best.pt`, `history.csv` and the MLflow metrics are written after it, from it alone, and a resume
+rewrites whichever of them a kill cut short (MLflow: only the steps it lacks). So after a kill at
+any instant, a rerun ends with all four consistent, also when the kill came in the last epoch.
+
 Model selection (docs/method.md section 5): with a validation split (MFNet) `best.pt` is selected on
 val; without one (PST900, FMB) the epoch evaluation runs on test, so `best.pt` is the authors'
 best-on-test protocol and `last.pt` stays the primary result.
@@ -54,6 +59,7 @@ from sartm.engine import modelio, runtime
 from sartm.engine.evaluate import score_loader
 from sartm.engine.optim import build_optimizer, lr_factor, set_lr
 from sartm.engine.provenance import git_state, manifest_hash
+from sartm.errors import SartmError
 from sartm.losses import NonFiniteLossError
 from sartm.pretrain import is_stand_in
 
@@ -75,7 +81,7 @@ CHECKPOINT_KEYS = (
 PROGRESS_EVERY = 10  # iterations between progress-bar loss updates (each one is a host sync)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SartmError, RuntimeError):
     """The run cannot start or continue; the message says why and what was kept."""
 
 
@@ -184,6 +190,34 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
+
+
+def _publish(state: dict[str, Any], out_dir: Path, tracker, *, resumed: bool) -> None:
+    """What follows an epoch's commit (`last.pt`), derived from it alone: `best.pt` when this
+    epoch is the best so far, `history.csv`, the MLflow metrics. A kill may cut it short, so a
+    resume replays it from the loaded `last.pt`; each part is idempotent (`best.pt` is kept when
+    it already holds this very epoch, MLflow gets only the steps it lacks)."""
+    best_path = out_dir / "best.pt"
+    if state["best"]["epoch"] == state["epoch"]:
+        if not (resumed and _holds_epoch(best_path, state)):
+            ck.atomic_save({**state, "kind": "best"}, best_path)
+    elif state["best"]["epoch"] == 0:  # not validated yet: a best.pt is a previous training's
+        best_path.unlink(missing_ok=True)
+    _write_history(out_dir / "history.csv", state["history"])
+    if resumed:
+        tracker.log_history(state["history"])
+    else:
+        row = state["history"][-1]
+        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state["epoch"])
+
+
+def _holds_epoch(path: Path, state: dict[str, Any]) -> bool:
+    """Whether the checkpoint at `path` was written for the same committed epoch as `state`
+    (the same history, timings included: not a previous training's file of that epoch)."""
+    try:
+        return ck.load_checkpoint(path)["history"] == state["history"]
+    except (ck.TrainingCheckpointError, KeyError):
+        return False
 
 
 def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any] | None:
@@ -444,6 +478,8 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
         )
         progress.mlflow_run_id = tracker.run_id
         tracker.log_artifact(out_dir / "config.yaml")
+        if state is not None:  # finish the last commit's publication, which a kill may have cut
+            _publish(state, out_dir, tracker, resumed=True)
 
     def checkpoint(kind: str, rng: list) -> dict[str, Any]:
         """Everything needed to resume exactly, and to rebuild the model for inference."""
@@ -548,7 +584,6 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
             row["images_per_s"] = images / max(seconds, 1e-9)
 
             # Validation on the selection split, every val_every epochs and after the last one.
-            improved = False
             if progress.epoch % cfg.train.val_every == 0 or progress.epoch == cfg.train.epochs:
                 scores = score_loader(
                     raw_model, loaders.eval, num_classes=len(classes), device=device, dtype=dtype
@@ -559,26 +594,22 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                 )
                 if scores["miou"] > progress.best_metric:
                     progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
-                    improved = True
             row["epoch_time_s"] = time.perf_counter() - started
             progress.history.append(row)
 
             # Every rank's random state, so that each rank resumes exactly.
             rng = _gather(ck.rng_state(), info)
             if info.is_main:
-                ck.atomic_save(checkpoint("last", rng), last_path)
-                if improved:
-                    ck.atomic_save(checkpoint("best", rng), best_path)
-                _write_history(out_dir / "history.csv", progress.history)
-                tracker.log_metrics(
-                    {k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch
-                )
+                # Before the commit, so that an epoch killed before it redoes them too.
                 if progress.epoch in cfg.train.similarity_epochs:
                     sim = _similarity(
                         raw_model, loaders.eval, classes, device, dtype, progress.epoch,
                         out_dir / "similarity",
                     )  # fmt: skip
                     _log_similarity(tracker, sim)
+                committed = checkpoint("last", rng)
+                ck.atomic_save(committed, last_path)  # the epoch's commit point
+                _publish(committed, out_dir, tracker, resumed=False)
                 log(
                     f"epoch {progress.epoch}/{cfg.train.epochs} "
                     + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))

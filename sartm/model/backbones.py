@@ -23,6 +23,8 @@ from sam2.modeling.backbones.hieradet import Hiera
 from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 
+from sartm.errors import SartmError
+
 SAM2_CONFIGS = Path(sam2.__file__).resolve().parent / "configs"
 EXPECTED_TARGETS = {
     "image_encoder": "sam2.modeling.backbones.image_encoder.ImageEncoder",
@@ -32,7 +34,7 @@ EXPECTED_TARGETS = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(SartmError, ValueError):
     """An unknown backbone name, or a packaged sam2 config that no longer has the expected shape."""
 
 

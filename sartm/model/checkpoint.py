@@ -13,16 +13,15 @@ the same image encoder; only the rest of a full checkpoint tells them apart (SAM
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
+from sartm import torchfile
+from sartm.errors import SartmError
 from sartm.model.backbones import BACKBONES, Architecture, architecture
 
 ENCODER_PREFIX = "image_encoder."
@@ -31,7 +30,7 @@ SAM21_MARKERS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight")
 UNUSED_REASON = "SAM2 video-memory / tracking module, not used by SARTM"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SartmError, ValueError):
     """A checkpoint file or state dict that cannot be used; the message names it and why."""
 
 
@@ -94,26 +93,7 @@ class LoadReport:
 def read_sam2_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """The full state dict (`checkpoint["model"]`) of an official SAM2 checkpoint, on the CPU."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found:
-            raise CheckpointError(
-                f"{path}: holds pickled Python objects ({found.group(1)}), not only tensors; "
-                "refusing to load it (weights_only=True). Official SAM2 checkpoints are "
-                "{'model': state_dict}."
-            ) from exc
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt? (unpickling failed)"
-        ) from exc
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint, truncated or corrupt? ({reason})"
-        ) from exc
+    obj = torchfile.load(path, CheckpointError, "SAM2 checkpoint")
     if not isinstance(obj, dict):
         raise CheckpointError(
             f"{path}: holds a {type(obj).__name__}, expected a dict {{'model': state_dict}}"
@@ -131,6 +111,7 @@ def read_sam2_checkpoint(path: str | Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path}: 'model' is not a state dict of named tensors")
     if not any(k.startswith(ENCODER_PREFIX) for k in state):
         raise CheckpointError(f"{path}: no image_encoder.* weights: not a SAM2 checkpoint")
+    torchfile.refuse_non_finite(state, path, CheckpointError)
     return state
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sartm.errors import SartmError
 from sartm.model import lora
 from sartm.model.backbones import (
     BACKBONES,
@@ -42,7 +43,7 @@ SHARING = {"per_modality": ("rgb", "thermal"), "shared": ("shared",)}
 FUSED_QKV = (".attn.qkv.weight", ".attn.qkv.bias")
 
 
-class EncoderInputError(ValueError):
+class EncoderInputError(SartmError, ValueError):
     """Inputs the encoder cannot take (shape, size multiple, RGB/thermal mismatch)."""
 
 

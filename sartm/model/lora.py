@@ -42,6 +42,8 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sartm.errors import SartmError
+
 # Matches the q and v sub-layers of every Hiera block, and nothing else.
 TARGET_MODULES = r".*\.attn\.qkv\.(q|v)"
 CONFIG_NAME = "adapter_config.json"
@@ -49,7 +51,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."  # what PeftModel.save_pretrained puts before every key
 
 
-class AdapterError(ValueError):
+class AdapterError(SartmError, ValueError):
     """An adapter folder that does not fit this encoder; the message names the path."""
 
 

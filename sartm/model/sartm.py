@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sartm.errors import SartmError
 from sartm.losses import SARTMLoss
 from sartm.model.checkpoint import (
     CheckpointError,
@@ -45,7 +46,7 @@ PREDICT_MODES = ("s0", "s0+s1")
 FROZEN_PREFIXES = ("encoder.", "decoder.prompt.")
 
 
-class ModelError(ValueError):
+class ModelError(SartmError, ValueError):
     """A model that cannot be built or a trained state that does not fit it."""
 
 

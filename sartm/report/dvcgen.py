@@ -21,6 +21,7 @@ import yaml
 
 from sartm import config as cfgmod
 from sartm import paths
+from sartm.errors import SartmError
 from sartm.report import runs as runsmod
 from sartm.report.results import config_file, metrics_file, stamp_file
 from sartm.report.summary import SUMMARY_FILE, summary_runs
@@ -35,7 +36,7 @@ SETUP_PARAMS = ("preset", "seeds", "presets", "runs")
 SECTIONS = cfgmod.SECTIONS
 
 
-class DvcGenError(ValueError):
+class DvcGenError(SartmError, ValueError):
     """params.yaml cannot be expressed as a DVC stage graph."""
 
 
@@ -165,7 +166,7 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             "deps": _metrics_deps(mapping),
             "outs": [
                 {_posix(paths.tables_dir() / f"{name}.{ext}"): {"cache": False}}
-                for ext in ("md", "csv", "tex")
+                for ext in ("md", "csv", "tex", "html")
             ],
         }
     for name in runsmod.figure_names(params, preset):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib import cycler
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -300,16 +301,14 @@ def similarity(
     return _save(fig, name, out_dir)
 
 
-def curves(
-    name: str,
-    spec: dict[str, Any],
-    results: dict[str, RunResult],
-    *,
-    data_root: Path,
-    results_root: Path,
-    out_dir: Path,
-) -> list[Path]:
-    """Training curves of a table's runs: loss, the validation/test score, the learning rate."""
+# One (colour, line style) per run, the same in every panel: tab10's colours solid, then dashed, ...
+RUN_STYLES = cycler(linestyle=["-", "--", ":", "-."]) * cycler(color=plt.cm.tab10.colors)
+
+
+def curves_figure(
+    spec: dict[str, Any], results: dict[str, RunResult], results_root: Path
+) -> plt.Figure:
+    """The curves figure before saving, so that a test can read its lines and legend."""
     used = list(results.values())
     histories = {}
     for r in used:
@@ -324,19 +323,41 @@ def curves(
     shown = [c for c in wanted if any(c in f and f[c].notna().any() for f in histories.values())]
     if not shown:
         raise ReportError(f"history.csv files of {list(histories)} have none of {wanted}")
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(4.2 * len(shown) + 1.6, 3.6), squeeze=False, layout="constrained"
+    )
+    styles = dict(zip(histories, RUN_STYLES()))
+    handles = {}
     for ax, column in zip(axes[0], shown):
         for logical, frame in histories.items():
             if column in frame:
-                ax.plot(frame["epoch"], frame[column], marker=".", label=logical)
+                (line,) = ax.plot(
+                    frame["epoch"], frame[column], marker=".", label=logical, **styles[logical]
+                )
+                handles.setdefault(logical, line)
         ax.set_xlabel("epoch")
         ax.set_title(column, fontsize=9)
         if column == "lr":
             ax.set_yscale("log")
-    axes[0, 0].legend(fontsize=6)
+    # beside the panels, not over them: a table's sweep has up to 15 runs
+    fig.legend(
+        handles=list(handles.values()), loc="outside right upper", fontsize=7, handlelength=3.5
+    )
     fig.suptitle(_title(spec, used), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    return _save(fig, name, out_dir)
+    return fig
+
+
+def curves(
+    name: str,
+    spec: dict[str, Any],
+    results: dict[str, RunResult],
+    *,
+    data_root: Path,
+    results_root: Path,
+    out_dir: Path,
+) -> list[Path]:
+    """Training curves of a table's runs: loss, the validation/test score, the learning rate."""
+    return _save(curves_figure(spec, results, results_root), name, out_dir)
 
 
 MAKERS: dict[str, Callable[..., list[Path]]] = {

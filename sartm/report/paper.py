@@ -16,10 +16,12 @@ from typing import Any
 
 import yaml
 
+from sartm.errors import SartmError
+
 PAPER_FILE = Path(__file__).resolve().parent.parent / "resources" / "paper_results.yaml"
 
 
-class PaperDataError(ValueError):
+class PaperDataError(SartmError, ValueError):
     """paper_results.yaml does not have the shape this module expects (names the section)."""
 
 
@@ -45,6 +47,12 @@ class PaperTable:
     rows: dict[str, dict[str, float]]
     flags: tuple[Flag, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    title: str = ""  # the paper's caption, e.g. "Table IV: Ablation study on the rank size ..."
+    labels: dict[str, str] = field(default_factory=dict)  # row key -> the paper's wording
+
+    def label(self, row: str) -> str:
+        """The row as the paper prints it (keys such as `without_language` stay for lookups)."""
+        return self.labels.get(row, row)
 
     def value(self, row: str, column: str) -> float:
         return self.rows.get(row, {}).get(column, math.nan)
@@ -99,6 +107,7 @@ def table(key: str) -> PaperTable:
     section = data[key]
     notes = tuple(" ".join(str(n).split()) for n in section.get("notes", ()))
     flags = _flags(section, key)
+    shown = {"title": str(section.get("title", key)), "labels": dict(section.get("labels", {}))}
     if "columns" in section:  # rows: name -> list, or a list of lists led by the row key
         columns = tuple(str(c) for c in section["columns"])
         rows: dict[str, dict[str, float]] = {}
@@ -115,9 +124,9 @@ def table(key: str) -> PaperTable:
             }
         if not isinstance(items, dict):
             columns = columns[1:]
-        return PaperTable(key, columns, rows, flags, notes)
+        return PaperTable(key, columns, rows, flags, notes, **shown)
     # Mappings of value -> mIoU: one sweep per key (Table VII) or one row per key (Table VIII).
-    sweeps = {k: v for k, v in section.items() if k not in ("flags", "notes")}
+    sweeps = {k: v for k, v in section.items() if k not in ("flags", "notes", *shown)}
     if all(isinstance(v, dict) for v in sweeps.values()):
         rows = {
             _sweep_key(name, value): {"mIoU": _number(miou)}
@@ -126,4 +135,4 @@ def table(key: str) -> PaperTable:
         }
     else:
         rows = {str(name): {"mIoU": _number(miou)} for name, miou in sweeps.items()}
-    return PaperTable(key, ("mIoU",), rows, flags, notes)
+    return PaperTable(key, ("mIoU",), rows, flags, notes, **shown)

@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 
 from sartm import config as cfgmod
+from sartm.errors import SartmError
 
 EXPERIMENTS_FILE = Path(__file__).resolve().parent.parent / "resources" / "experiments.yaml"
 ALL = "all"
 
 
-class ReportError(RuntimeError):
+class ReportError(SartmError, RuntimeError):
     """A table or figure cannot be built; the message names the file or setting at fault."""
 
 

@@ -37,8 +37,9 @@ def _num(value: float, signed: bool = False) -> str:
 def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> str:
     results = load_results(mapping, results_root)
     built = [tables.build(name, results, results_root) for name in summary_tables()]
-    rows, notes = [], {}  # flag note -> its marker in the summary
+    groups, notes = [], {}  # flag note -> its marker in the summary
     for table in built:
+        rows = []
         for h in table.headlines:
             mark = notes.setdefault(h.note, f"†{len(notes) + 1}") if h.flag else ""
             ours = _num(h.ours.mean) + (
@@ -46,7 +47,6 @@ def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> 
             )
             rows.append(
                 {
-                    "table": table.name,
                     "result": h.what,
                     "paper": f"{_num(h.paper)} {mark}".strip(),
                     "ours": ours,
@@ -54,6 +54,14 @@ def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> 
                     f"ours, best on test {tables.BEST}": _num(h.best.mean) if h.best else "–",
                 }
             )
+        groups += [
+            f"## {table.paper_title or table.title}",
+            "",
+            pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+            "",
+            f"Full table: results/tables/{table.name}.md",
+            "",
+        ]
     presets = sorted({t.preset for t in built})
     synthetic = any(t.synthetic for t in built)
     head = "# SARTM reproduction: paper vs ours (mIoU %, test sets)"
@@ -64,7 +72,8 @@ def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> 
     lines = [
         head,
         "",
-        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        *groups,
+        "## Notes",
         "",
         "- Ours = the primary checkpoint (last epoch; MFNet: best on val) on the test set; "
         + tables.DELTA_NOTE,
@@ -72,8 +81,7 @@ def build(mapping: dict[str, list[str]], results_root: Path = paths.RESULTS) -> 
     ]
     lines += [f"- {mark} flagged in the paper: {note}" for note, mark in notes.items()]
     lines += _seed_spread(results)
-    lines += ["", "Tables: " + ", ".join(f"results/tables/{t.name}.md" for t in built), ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def _seed_spread(results: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""The paper's tables (and a few of ours) from metrics.json files, as Markdown, CSV and LaTeX.
+"""The paper's tables (and a few of ours) from metrics.json files, as Markdown, CSV, LaTeX, HTML.
 
 Each builder returns a `Table`: numbers in percent (mean over seeds, with the standard deviation
 beside it when there are several), markers on cells and rows, footnotes, and the headline
@@ -13,7 +13,9 @@ comparisons that the summary collects. Conventions (docs/method.md sections 5 an
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from sartm import config as cfgmod
 from sartm import paths
 from sartm.report import paper
 from sartm.report.results import (
@@ -75,6 +78,7 @@ class Table:
     synthetic: bool = False
     signed: set[str] = field(default_factory=set)  # rows/columns printed with a sign (differences)
     decimals: int = 2
+    paper_title: str = ""  # the paper's caption of the table it reproduces ("" for ours only)
 
     @property
     def full_title(self) -> str:
@@ -151,6 +155,7 @@ def _finish(
         provenance=[r.describe() for r in used],
         preset="+".join(presets) or "?",
         synthetic=any(r.synthetic for r in used),
+        paper_title=paper.table(spec["paper"]).title if "paper" in spec else "",
         **kw,
     )
 
@@ -196,7 +201,7 @@ def per_class(name: str, spec: dict[str, Any], results: dict[str, RunResult]) ->
             headlines.append(
                 Headline(
                     name,
-                    f"{pt.key}: {label} mIoU",
+                    f"{label} mIoU",
                     published,
                     stat,
                     best,
@@ -241,7 +246,7 @@ def _paper_vs_ours(
                 headlines.append(
                     Headline(
                         name,
-                        f"{pt.key}: {shown}",
+                        shown,
                         published,
                         stat,
                         best,
@@ -262,7 +267,8 @@ def rank(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Tabl
 
 
 def losses(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Table:
-    rows = [(row, row, lg) for row, lg in spec["runs"].items()]
+    pt = paper.table(spec["paper"])
+    rows = [(pt.label(row), row, lg) for row, lg in spec["runs"].items()]
     metrics = [("mIoU", "mIoU", ("miou",)), ("F1", "mF1", ("mf1",)), ("Acc", "mAcc", ("macc",))]
     return _paper_vs_ours(name, spec, results, rows, metrics)
 
@@ -287,6 +293,7 @@ def components(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -
     b = _Builder()
     used, headlines = [], []
     for row, per_dataset in spec["runs"].items():
+        shown = pt.label(row)
         for ds, logical in per_dataset.items():
             r = _one(results, logical)
             used.append(r)
@@ -294,14 +301,14 @@ def components(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -
             mark = b.flag_mark(flag)
             published = pt.value(row, ds)
             stat = r.stat("test", "miou")
-            b.set(row, f"{ds} paper", published, mark=mark)
-            b.set_stat(row, f"{ds} ours", stat)
-            b.set(row, f"{ds} Δ", _compare(published, flag, stat), mark=mark)
+            b.set(shown, f"{ds} paper", published, mark=mark)
+            b.set_stat(shown, f"{ds} ours", stat)
+            b.set(shown, f"{ds} Δ", _compare(published, flag, stat), mark=mark)
             best = r.stat("test_best", "miou") if r.has_best else None
             headlines.append(
                 Headline(
                     name,
-                    f"{pt.key}: {row}, {ds}",
+                    f"{shown} ({ds})",
                     published,
                     stat,
                     best,
@@ -459,16 +466,54 @@ def formatted(table: Table) -> pd.DataFrame:
     return out
 
 
+def _notes(table: Table) -> list[str]:
+    if not table.std.isna().all(axis=None):
+        return [
+            *table.notes,
+            "Values are mean ± standard deviation over seeds; values without ± come from one "
+            "seed (results/summary.md lists the seed-to-seed spread).",
+        ]
+    return list(table.notes)
+
+
 def to_markdown(table: Table) -> str:
     lines = [f"# {table.full_title}", "", formatted(table).to_markdown(disable_numparse=True), ""]
-    lines += [f"- {note}" for note in table.notes]
-    if any(not math.isnan(v) for v in table.std.to_numpy().ravel()):
-        lines.append(
-            "- Values are mean ± standard deviation over seeds; values without ± come from one "
-            "seed (results/summary.md lists the seed-to-seed spread)."
-        )
+    lines += [f"- {note}" for note in _notes(table)]
     lines += ["", "Runs: " + "; ".join(table.provenance), ""]
     return "\n".join(lines)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; font-size: 14px; margin: 1em; color: #222; }}
+h1 {{ font-size: 1.1em; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
+thead th {{ background: #eee; }}
+tbody th {{ text-align: left; }}
+tbody tr:nth-child(even) {{ background: #f7f7f7; }}
+li, p {{ max-width: 60em; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+{table}
+<ul>
+{notes}
+</ul>
+<p>Runs: {runs}</p>
+</body></html>
+"""
+
+
+def to_html(table: Table) -> str:
+    """A standalone page, so that Snakemake's report shows the table inside the report."""
+    return _PAGE.format(
+        title=html.escape(table.full_title),
+        table=formatted(table).to_html(border=0),
+        notes="\n".join(f"<li>{html.escape(n)}</li>" for n in _notes(table)),
+        runs=html.escape("; ".join(table.provenance)),
+    )
 
 
 def to_csv_frame(table: Table) -> pd.DataFrame:
@@ -507,12 +552,13 @@ def to_latex(table: Table) -> str:
 
 
 def write(table: Table, out_dir: Path = paths.tables_dir()) -> list[Path]:
-    """results/tables/<name>.{md,csv,tex}."""
+    """results/tables/<name>.{md,csv,tex,html}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         out_dir / f"{table.name}.md": to_markdown(table),
         out_dir / f"{table.name}.csv": to_csv_frame(table).to_csv(),
         out_dir / f"{table.name}.tex": to_latex(table),
+        out_dir / f"{table.name}.html": to_html(table),
     }
     for path, text in files.items():
         path.write_text(text)
@@ -534,3 +580,35 @@ def make(
         if missing:
             raise ReportError(f"table {name}: no results given for {missing}")
     return write(build(name, results, results_root), out_dir)
+
+
+# --- what the Snakemake report says around the tables and figures -------------------------------
+
+
+def preset_note(params: dict[str, Any], preset: str | None = None) -> str:
+    """The preset's data and SAM2 encoder, for the captions (written before any result is read)."""
+    preset = preset or params["preset"]
+    base = [cfgmod.resolve(params, dataset=ds, preset=preset) for ds in cfgmod.LOGICAL_DATASETS]
+    sources = ", ".join(c.data.dataset for c in base)
+    synthetic = any(c.synthetic for c in base)
+    data = f"SYNTHETIC stand-in data ({sources})" if synthetic else f"real data ({sources})"
+    model = base[0].model
+    if any(cfgmod.uses_stand_in(c, params) for c in base):
+        encoder = (
+            "the SAM2 encoder is the synthetic stand-in, a tiny SAM2 that the pipeline pretrained "
+            "on synthetic scenes (not Meta's weights)"
+        )
+    elif model.checkpoint is None:
+        encoder = f"a randomly initialised SAM2 encoder ({model.backbone})"
+    else:
+        encoder = f"SAM2 encoder {model.backbone} from {model.checkpoint}"
+    verdict = ": not comparable to the paper" if synthetic else ""
+    return f"Preset {preset}: {data}; {encoder}{verdict}."
+
+
+def report_section(name: str) -> str:
+    """The report's subcategory of a table or figure: the paper's number where it has one."""
+    _, spec = item_spec(name)
+    if match := re.match(r"(Table [IVX]+|Figure \d+):", spec["title"]):
+        return match.group(1)
+    return "Training curves" if spec["kind"] == "curves" else "Beyond the paper"

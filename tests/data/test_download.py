@@ -1,16 +1,19 @@
 """`download`: archives (given or fetched) -> verified -> safely extracted raw layout -> prepare.
 
-The network is replaced only where it is opened: `download.open_url` for HTTP, and gdown's two
-entry points for Google Drive. Nothing here touches the network.
+HTTP downloads run for real against a small `http.server` on 127.0.0.1 (Range requests, 206 and
+416 answers, bodies cut short with or without a Content-Length, chunked bodies); only gdown's two
+entry points are replaced for Google Drive. Nothing here leaves the machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import importlib
-import io
-import urllib.error
+import threading
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gdown
@@ -25,7 +28,6 @@ from sartm.data import download as dl
 from sartm.data.common import DataError, load_meta, read_manifest
 from sartm.data.download import DigestError, DownloadError, Mirror, Remote, verify_archive
 
-FMB_MIRROR = "https://example.org/fmb"
 # gdown's own record type (its module is shadowed by the function gdown.download)
 DriveFile = importlib.import_module("gdown.download").GoogleDriveFileToDownload
 
@@ -46,49 +48,80 @@ def no_partials(folder: Path) -> bool:
     return not folder.exists() or not [p for p in folder.iterdir() if ".partial-" in p.name]
 
 
-class FakeResponse(io.BytesIO):
-    def __init__(self, body: bytes, status: int, length: int, fail_after: int | None) -> None:
-        super().__init__(body)
-        self.status = status
-        self.headers = {"Content-Length": str(length)}
-        self.fail_after = fail_after
+@dataclass
+class Served:
+    """What the local server serves and how: files by path; ranges (honour Range), length (send
+    Content-Length), chunked (Transfer-Encoding: chunked), cut_after (close after that many body
+    bytes); calls records (path, headers) of every request."""
 
-    def read(self, size: int = -1) -> bytes:
-        if self.fail_after is not None and self.tell() >= self.fail_after:
-            raise ConnectionResetError("connection reset by peer")
-        if self.fail_after is not None:
-            size = min(size if size > 0 else self.fail_after, self.fail_after - self.tell())
-        return super().read(size)
+    files: dict[str, bytes] = field(default_factory=dict)
+    ranges: bool = True
+    length: bool = True
+    chunked: bool = False
+    cut_after: int | None = None
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    url: str = ""
 
 
-class FakeServer:
-    """Stands in for `open_url`: serves local files by URL, honouring Range like a real server."""
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
 
-    def __init__(
-        self,
-        files: dict[str, Path],
-        *,
-        ranges: bool = True,
-        fail_after: int | None = None,
-        short_by: int = 0,
-    ) -> None:
-        self.files, self.ranges, self.fail_after, self.short_by = (
-            files,
-            ranges,
-            fail_after,
-            short_by,
-        )
-        self.calls: list[tuple[str, dict[str, str]]] = []
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
 
-    def __call__(self, url: str, *, headers: dict[str, str], timeout: float = 60.0) -> FakeResponse:
-        self.calls.append((url, dict(headers)))
-        if url not in self.files:
-            raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
-        data = self.files[url].read_bytes()
-        start = int(headers["Range"][6:-1]) if self.ranges and "Range" in headers else 0
+    def do_GET(self) -> None:
+        served: Served = self.server.served  # type: ignore[attr-defined]
+        served.calls.append((self.path, dict(self.headers)))
+        data = served.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start, wanted = 0, self.headers.get("Range")
+        if wanted and served.ranges:
+            start = int(wanted.removeprefix("bytes=").removesuffix("-"))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
         body = data[start:]
-        status = 206 if start else 200
-        return FakeResponse(body[: len(body) - self.short_by], status, len(body), self.fail_after)
+        cut = len(body) if served.cut_after is None else min(served.cut_after, len(body))
+        if served.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif served.length:
+            self.send_header("Content-Length", str(len(body)))
+        if cut < len(body) or not (served.length or served.chunked):
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if served.chunked:  # one chunk announced whole, then cut short
+            self.wfile.write(f"{len(body):x}\r\n".encode() + body[:cut])
+            if cut == len(body):
+                self.wfile.write(b"\r\n0\r\n\r\n")
+        else:
+            self.wfile.write(body[:cut])
+        self.wfile.flush()
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[Served]:
+    """A real HTTP server on 127.0.0.1 in a thread; set its Served fields to change its answers."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")  # a proxy in the environment must not be used
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.served = Served(url=f"http://127.0.0.1:{httpd.server_address[1]}")  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.served  # type: ignore[attr-defined]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 # --- archives the user already has -----------------------------------------------------------
@@ -220,16 +253,17 @@ def test_published_md5_mismatch(tmp_path, make_fmb):
     assert not (root / "archives" / "fmb" / "SHA256SUMS").exists()
 
 
-def fmb_http_mirror(monkeypatch, train: Path, test: Path) -> None:
+def fmb_http_mirror(monkeypatch, base: str, train: Path, test: Path) -> None:
+    """FMB's first mirror moved to `base` (with the archives' md5s); the real mirrors follow."""
     mirror = Mirror(
         name="test-mirror",
-        page=FMB_MIRROR,
+        page=base,
         files=(
-            Remote("train.zip", f"{FMB_MIRROR}/train.zip", "http", f"md5:{md5(train)}"),
-            Remote("test.zip", f"{FMB_MIRROR}/test.zip", "http", f"md5:{md5(test)}"),
+            Remote("train.zip", f"{base}/fmb/train.zip", "http", f"md5:{md5(train)}"),
+            Remote("test.zip", f"{base}/fmb/test.zip", "http", f"md5:{md5(test)}"),
         ),
     )
-    monkeypatch.setitem(dl.SOURCES, "fmb", (mirror,))
+    monkeypatch.setitem(dl.SOURCES, "fmb", (mirror, *dl.SOURCES["fmb"]))
 
 
 def fmb_archives(tmp_path: Path, make_fmb) -> tuple[Path, Path]:
@@ -242,7 +276,7 @@ def fmb_archives(tmp_path: Path, make_fmb) -> tuple[Path, Path]:
 
 def test_published_md5_match(tmp_path, make_fmb, monkeypatch):
     train, test = fmb_archives(tmp_path, make_fmb)
-    fmb_http_mirror(monkeypatch, train, test)
+    fmb_http_mirror(monkeypatch, "http://127.0.0.1:9", train, test)  # --archive: not contacted
     root = tmp_path / "data"
     result = run(
         "download",
@@ -259,17 +293,21 @@ def test_published_md5_match(tmp_path, make_fmb, monkeypatch):
     assert result.output.count("md5 matches the published digest") == 2
 
 
-def test_sha256_recorded_on_first_use_then_verified(tmp_path):
+def test_sha256_recorded_only_after_first_use_then_verified(tmp_path):
     archive = tmp_path / "PST900_RGBT_Dataset.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.txt", "first")
     root = tmp_path / "data"
-    first = verify_archive("pst900", archive, root=root, progress=False)
     sums = root / "archives" / "pst900" / "SHA256SUMS"
-    assert "recorded" in first.checks[0] and first.sha256 == sha256(archive)
+    first = verify_archive("pst900", archive, root=root, progress=False)
+    assert first.first_use and first.sha256 == sha256(archive)
+    assert not sums.exists()  # noted, not yet recorded: the archive has not proved good
+    assert dl.record_first_use("pst900", [first], root=root) == [
+        f"{archive}: sha256 recorded in {sums} (first use)"
+    ]
     assert sums.read_text() == f"{sha256(archive)}  PST900_RGBT_Dataset.zip\n"
     again = verify_archive("pst900", archive, root=root, progress=False)
-    assert "matches" in again.checks[0]
+    assert not again.first_use and "matches" in again.checks[0]
     recorded = sha256(archive)
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("a.txt", "changed")
@@ -280,18 +318,36 @@ def test_sha256_recorded_on_first_use_then_verified(tmp_path):
     assert str(sums) in message and str(archive) in message
 
 
-# --- fetching over HTTP (resumable) ----------------------------------------------------------
+def test_damaged_first_archive_does_not_poison_its_digest(tmp_path, make_pst900):
+    """A cut-short first copy fails to extract and records nothing; the good copy then passes."""
+    (tmp_path / "good").mkdir()
+    (tmp_path / "cut").mkdir()
+    good = make_zip(make_pst900(tmp_path / "src"), tmp_path / "good" / "PST900_RGBT_Dataset.zip")
+    cut = tmp_path / "cut" / good.name
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    root = tmp_path / "data"
+    sums = root / "archives" / "pst900" / "SHA256SUMS"
+    args = ["data", "download", "pst900", "--root", str(root), "--no-progress", "--archive"]
+    result = CliRunner().invoke(cli, [*args, str(cut)])
+    assert result.exit_code == 1
+    assert f"the sha256 of {cut} was not recorded" in result.output
+    assert not sums.exists() and not (root / "raw" / "pst900").exists()
+    result = CliRunner().invoke(cli, [*args, str(good)])
+    assert result.exit_code == 0, result.output
+    assert sums.read_text() == f"{sha256(good)}  {good.name}\n"
 
 
-def test_http_fetch_then_extract(tmp_path, make_fmb, monkeypatch):
+# --- fetching over HTTP (resumable), from a real server on 127.0.0.1 ---------------------------
+
+
+def test_http_fetch_then_extract(tmp_path, make_fmb, monkeypatch, server):
     train, test = fmb_archives(tmp_path, make_fmb)
-    fmb_http_mirror(monkeypatch, train, test)
-    server = FakeServer({f"{FMB_MIRROR}/train.zip": train, f"{FMB_MIRROR}/test.zip": test})
-    monkeypatch.setattr(dl, "open_url", server)
+    fmb_http_mirror(monkeypatch, server.url, train, test)
+    server.files.update({"/fmb/train.zip": train.read_bytes(), "/fmb/test.zip": test.read_bytes()})
     root = tmp_path / "data"
     result = run("download", "fmb", "--root", str(root), "--no-progress")
     assert result.exit_code == 0, result.output
-    assert [url for url, _ in server.calls] == [f"{FMB_MIRROR}/train.zip", f"{FMB_MIRROR}/test.zip"]
+    assert [path for path, _ in server.calls] == ["/fmb/train.zip", "/fmb/test.zip"]
     assert all(h["User-Agent"].startswith("sartm/") for _, h in server.calls)
     kept = root / "archives" / "fmb"
     assert (kept / "train.zip").read_bytes() == train.read_bytes()
@@ -301,53 +357,104 @@ def test_http_fetch_then_extract(tmp_path, make_fmb, monkeypatch):
     assert result.exit_code == 0 and len(server.calls) == 2  # kept archives are reused
 
 
+def random_bytes(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).bytes(size)
+
+
 @pytest.mark.parametrize("ranges", [True, False])
-def test_http_resume(tmp_path, monkeypatch, ranges):
-    payload = tmp_path / "payload.bin"
-    payload.write_bytes(np.random.default_rng(0).bytes(300_000))
+def test_http_resume(tmp_path, server, ranges):
+    """A partial file resumes with a Range request (206), or starts over when the server
+    answers 200 with the whole file."""
+    payload = random_bytes(300_000, 0)
+    server.files["/p"], server.ranges = payload, ranges
     target = tmp_path / "out" / "payload.bin"
     target.parent.mkdir()
-    (target.parent / "payload.bin.part").write_bytes(payload.read_bytes()[:100_000])
-    server = FakeServer({"https://x/p": payload}, ranges=ranges)
-    monkeypatch.setattr(dl, "open_url", server)
-    dl.http_download("https://x/p", target, progress=False)
+    (target.parent / "payload.bin.part").write_bytes(payload[:100_000])
+    dl.http_download(f"{server.url}/p", target, progress=False)
     assert server.calls[0][1]["Range"] == "bytes=100000-"
-    assert target.read_bytes() == payload.read_bytes()
+    assert target.read_bytes() == payload
     assert not (target.parent / "payload.bin.part").exists()
 
 
-def test_http_interrupted_then_resumed(tmp_path, monkeypatch):
-    payload = tmp_path / "payload.bin"
-    payload.write_bytes(np.random.default_rng(1).bytes(250_000))
+def test_http_interrupted_then_resumed(tmp_path, server):
+    payload = random_bytes(250_000, 1)
+    server.files["/p"], server.cut_after = payload, 70_000
     target = tmp_path / "out" / "payload.bin"
     part = target.parent / "payload.bin.part"
-    monkeypatch.setattr(dl, "open_url", FakeServer({"https://x/p": payload}, fail_after=70_000))
-    with pytest.raises(DownloadError, match="run the same command again to resume"):
-        dl.http_download("https://x/p", target, progress=False)
-    assert not target.exists() and part.stat().st_size == 70_000
-    server = FakeServer({"https://x/p": payload})
-    monkeypatch.setattr(dl, "open_url", server)
-    dl.http_download("https://x/p", target, progress=False)
-    assert server.calls[0][1]["Range"] == "bytes=70000-"
-    assert target.read_bytes() == payload.read_bytes()
+    with pytest.raises(DownloadError, match="run the same command again to resume") as err:
+        dl.http_download(f"{server.url}/p", target, progress=False)
+    assert "70000 of 250000 bytes" in str(err.value)
+    assert not target.exists() and part.read_bytes() == payload[:70_000]
+    server.cut_after = None
+    dl.http_download(f"{server.url}/p", target, progress=False)
+    assert server.calls[1][1]["Range"] == "bytes=70000-"
+    assert target.read_bytes() == payload and not part.exists()
 
 
-def test_http_short_body_is_incomplete(tmp_path, monkeypatch):
-    payload = tmp_path / "payload.bin"
-    payload.write_bytes(b"x" * 5000)
-    monkeypatch.setattr(dl, "open_url", FakeServer({"https://x/p": payload}, short_by=10))
-    with pytest.raises(DownloadError, match="incomplete download"):
-        dl.http_download("https://x/p", tmp_path / "p.bin", progress=False)
+def test_http_chunked_body_cut_short(tmp_path, server):
+    """http.client raises IncompleteRead (not an OSError) for a cut chunk: one clear error."""
+    payload = random_bytes(200_000, 2)
+    server.files["/p"], server.chunked, server.cut_after = payload, True, 50_000
+    target = tmp_path / "payload.bin"
+    with pytest.raises(DownloadError, match="interrupted after .* run the same command again"):
+        dl.http_download(f"{server.url}/p", target, progress=False)
+    assert not target.exists()
+    server.cut_after = None
+    dl.http_download(f"{server.url}/p", target, progress=False)
+    assert target.read_bytes() == payload
+
+
+def test_http_partial_longer_than_remote_starts_over(tmp_path, server):
+    """416 (range not satisfiable): the stale partial file is dropped and the file fetched whole."""
+    payload = random_bytes(40_000, 3)
+    server.files["/p"] = payload
+    target = tmp_path / "payload.bin"
+    (tmp_path / "payload.bin.part").write_bytes(b"x" * 50_000)
+    dl.http_download(f"{server.url}/p", target, progress=False)
+    assert [h.get("Range") for _, h in server.calls] == ["bytes=50000-", None]
+    assert target.read_bytes() == payload
+
+
+def test_http_short_body_is_incomplete(tmp_path, server):
+    server.files["/p"], server.cut_after = b"x" * 5000, 4990
+    with pytest.raises(DownloadError, match=r"incomplete download \(4990 of 5000 bytes\)"):
+        dl.http_download(f"{server.url}/p", tmp_path / "p.bin", progress=False)
     assert not (tmp_path / "p.bin").exists()
 
 
-def test_http_404_gives_manual_instructions(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "open_url", FakeServer({}))
+def test_http_first_download_cut_short_without_length(tmp_path, make_pst900, monkeypatch, server):
+    """No Content-Length: a cut body looks complete, so only extraction can tell; its digest is
+    not recorded, and once deleted the good download passes."""
+    good = make_zip(make_pst900(tmp_path / "src"), tmp_path / "good.zip").read_bytes()
+    name = "PST900_RGBT_Dataset.zip"
+    remote = Remote(name, f"{server.url}/pst900.zip", "http")
+    monkeypatch.setitem(dl.SOURCES, "pst900", (Mirror("local", server.url, (remote,)),))
+    server.files["/pst900.zip"], server.length, server.cut_after = good, False, len(good) // 2
+    root = tmp_path / "data"
+    kept = root / "archives" / "pst900" / name
+    args = ["data", "download", "pst900", "--root", str(root), "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert f"the sha256 of {kept} was not recorded" in result.output
+    assert not (kept.parent / "SHA256SUMS").exists()
+    kept.unlink()  # as the message says
+    server.cut_after = None
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert (
+        kept.parent / "SHA256SUMS"
+    ).read_text() == f"{hashlib.sha256(good).hexdigest()}  {name}\n"
+    assert (root / "raw" / "pst900" / "train" / "rgb").is_dir()
+
+
+def test_http_404_gives_manual_instructions(tmp_path, monkeypatch, make_fmb, server):
+    train, test = fmb_archives(tmp_path, make_fmb)
+    fmb_http_mirror(monkeypatch, server.url, train, test)  # the server has no files: 404
     result = CliRunner().invoke(
         cli, ["data", "download", "fmb", "--root", str(tmp_path / "d"), "--no-progress"]
     )
     assert result.exit_code == 1
-    assert "HTTP 404" in result.output
+    assert "HTTP 404" in result.output and server.calls[0][0] == "/fmb/train.zip"
     assert "sartm data download fmb --archive PATH/TO/train.zip --archive PATH/TO/test.zip" in (
         result.output
     )
@@ -460,6 +567,33 @@ def test_unsafe_archive_writes_nothing_outside(tmp_path, make_mfnet):
     assert result.exit_code == 1 and "contains '..'" in result.output
     assert not list(tmp_path.rglob("escaped.txt"))
     assert not (root / "raw" / "mfnet").exists() and no_partials(root / "raw")
+
+
+def test_force_never_replaces_a_raw_folder_of_the_user(tmp_path, make_mfnet):
+    """A raw folder sartm did not extract is left alone without --force and refused with it;
+    an archive inside the raw folder it would replace is refused too."""
+    archive = make_zip(make_mfnet(tmp_path / "src"), tmp_path / "mf.zip")
+    root = tmp_path / "data"
+    raw = make_mfnet(root / "raw" / "mfnet")  # extracted by hand
+    (raw / "my-notes.txt").write_text("keep")
+    before = sorted(p.relative_to(raw) for p in raw.rglob("*"))
+    args = ["data", "download", "mfnet", "--archive", str(archive), "--root", str(root)]
+    result = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert result.exit_code == 0 and "not extracted by sartm; left as it is" in result.output
+    result = CliRunner().invoke(cli, [*args, "--no-progress", "--force"])
+    assert result.exit_code == 1
+    assert f"{raw}: exists and was not written by sartm" in result.output
+    assert "even with --force" in result.output
+    assert sorted(p.relative_to(raw) for p in raw.rglob("*")) == before
+    assert not (root / "archives" / "mfnet" / "SHA256SUMS").exists()
+
+    other = tmp_path / "other"
+    assert run("download", "mfnet", "--archive", str(archive), "--root", str(other)).exit_code == 0
+    inside = make_zip(make_mfnet(tmp_path / "src2"), other / "raw" / "mfnet" / "copy.zip")
+    with pytest.raises(DataError, match="the raw folder overlaps the archive") as err:
+        dl.download("mfnet", root=other, archives=[inside], force=True, log=lambda _: None)
+    assert "sha256" not in str(err.value)
+    assert inside.is_file()
 
 
 def test_drive_id():

@@ -1,4 +1,5 @@
-"""Safe extraction: good archives unpack exactly; unsafe ones are refused and nothing escapes."""
+"""Safe extraction: good archives unpack exactly; unsafe ones (links, duplicate names, bombs) are
+refused and nothing escapes; an existing folder is replaced only when sartm extracted it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from click.testing import CliRunner
 
 from sartm.cli import cli
 from sartm.data import extract
-from sartm.data.extract import ExtractError, safe_extract
+from sartm.data.common import SOURCE_NAME, DataError
+from sartm.data.extract import ExtractError, Limits, check_expansion, safe_extract
 
 
 def all_paths(root: Path) -> set[str]:
@@ -51,7 +53,7 @@ def test_extracts_every_format_exactly(tmp_path, mode, archive_makers):
     else:
         archive = archive_makers["tar"](src, tmp_path / "a.tar", mode=mode)
     out = safe_extract(archive, tmp_path / "out", progress=False)
-    assert all_paths(out) == all_paths(src)
+    assert all_paths(out) == all_paths(src) | {SOURCE_NAME}
     assert (out / "a" / "b" / "data.bin").read_bytes() == (
         src / "a" / "b" / "data.bin"
     ).read_bytes()
@@ -88,28 +90,27 @@ def test_zip_slip_refused_and_nothing_written(tmp_path, name, reason):
     assert all_paths(tmp_path) == before  # no output, no partial folder, nothing outside
 
 
-def test_zip_symlinks(tmp_path):
-    outside = tmp_path / "bad.zip"
-    with zipfile.ZipFile(outside, "w") as zf:
+@pytest.mark.parametrize(
+    "links",
+    [
+        [("dir/escape", "../../secret")],
+        [("link", "/etc/passwd")],
+        [("dir/alias.txt", "file.txt")],  # inside: still refused, no dataset ships links
+        [("dir/up", ".."), ("dir/up/x", "..")],  # a chain whose every link looks inside
+    ],
+    ids=["outside", "absolute", "inside", "chain"],
+)
+def test_zip_links_refused(tmp_path, links):
+    archive = tmp_path / "links.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("dir/file.txt", "ok")
-        add_zip_symlink(zf, "dir/escape", "../../secret")
-    with pytest.raises(ExtractError, match="points outside"):
-        safe_extract(outside, tmp_path / "out1", progress=False)
-    assert not (tmp_path / "out1").exists()
-
-    absolute = tmp_path / "abs.zip"
-    with zipfile.ZipFile(absolute, "w") as zf:
-        add_zip_symlink(zf, "link", "/etc/passwd")
-    with pytest.raises(ExtractError, match="absolute"):
-        safe_extract(absolute, tmp_path / "out2", progress=False)
-
-    inside = tmp_path / "in.zip"
-    with zipfile.ZipFile(inside, "w") as zf:
-        zf.writestr("dir/file.txt", "ok")
-        add_zip_symlink(zf, "dir/alias.txt", "file.txt")
-    out = safe_extract(inside, tmp_path / "out3", progress=False)
-    assert (out / "dir" / "alias.txt").is_symlink()
-    assert (out / "dir" / "alias.txt").read_text() == "ok"
+        for name, target in links:
+            add_zip_symlink(zf, name, target)
+    before = all_paths(tmp_path)
+    with pytest.raises(ExtractError, match="is a link; archives with links are refused") as err:
+        safe_extract(archive, tmp_path / "out", progress=False)
+    assert str(archive) in str(err.value) and repr(links[0][0]) in str(err.value)
+    assert all_paths(tmp_path) == before
 
 
 def test_zip_device_file_refused(tmp_path):
@@ -140,9 +141,11 @@ def test_damaged_zip_leaves_nothing(tmp_path):
     [
         ({"name": "../evil.txt"}, "contains '..'"),
         ({"name": "/abs.txt"}, "absolute path"),
-        ({"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, "absolute"),
-        ({"name": "d/link", "type": tarfile.SYMTYPE, "linkname": "../../x"}, "points outside"),
-        ({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "../x"}, "points outside"),
+        ({"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, "is a link"),
+        ({"name": "d/link", "type": tarfile.SYMTYPE, "linkname": "../../x"}, "is a link"),
+        ({"name": "d/in", "type": tarfile.SYMTYPE, "linkname": "../fine"}, "is a link"),
+        ({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "../x"}, "is a link"),
+        ({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "fine/first.txt"}, "is a link"),
         ({"name": "null", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, "device"),
         ({"name": "fifo", "type": tarfile.FIFOTYPE}, "device"),
     ],
@@ -172,21 +175,108 @@ def test_tar_chained_symlink_escape_refused(tmp_path):
         add_tar_member(tar, "sub/up", type=tarfile.SYMTYPE, linkname="..")
         add_tar_member(tar, "sub/up/x", type=tarfile.SYMTYPE, linkname="..")
         add_tar_member(tar, "sub/up/x/escaped.txt", data=b"evil")
-    with pytest.raises(ExtractError, match="through a symlink"):
+    with pytest.raises(ExtractError, match="'sub/up' is a link"):
         safe_extract(archive, work / "out", progress=False)
     assert not list(tmp_path.rglob("escaped.txt"))
     assert all_paths(work) == set()
 
 
-def test_tar_internal_links_kept(tmp_path):
-    archive = tmp_path / "links.tar"
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_duplicate_names_refused(tmp_path, kind):
+    """A later entry of the same name could write through an earlier one (a link): any name
+    given twice (here also spelt differently) is refused before anything is written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    if kind == "tar":
+        archive = tmp_path / "dup.tar"
+        with tarfile.open(archive, "w") as tar:
+            add_tar_member(tar, "d/f.txt", data=b"one")
+            add_tar_member(tar, "./d/f.txt", data=b"two")
+    else:
+        archive = tmp_path / "dup.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("d/f.txt", "one")
+            zf.writestr("./d/f.txt", "two")
+    with pytest.raises(ExtractError, match="appears twice") as err:
+        safe_extract(archive, work / "out", progress=False)
+    assert str(archive) in str(err.value) and "f.txt" in str(err.value)
+    assert all_paths(work) == set()
+
+
+def test_tar_file_link_file_refused(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    archive = tmp_path / "through.tar"
     with tarfile.open(archive, "w") as tar:
-        add_tar_member(tar, "d/file.txt", data=b"content")
-        add_tar_member(tar, "d/sym.txt", type=tarfile.SYMTYPE, linkname="file.txt")
-        add_tar_member(tar, "d/hard.txt", type=tarfile.LNKTYPE, linkname="d/file.txt")
-    out = safe_extract(archive, tmp_path / "out", progress=False)
-    assert (out / "d" / "sym.txt").is_symlink() and (out / "d" / "sym.txt").read_text() == "content"
-    assert (out / "d" / "hard.txt").read_text() == "content"
+        add_tar_member(tar, "f.txt", data=b"one")
+        add_tar_member(tar, "f.txt", type=tarfile.SYMTYPE, linkname=str(victim))
+        add_tar_member(tar, "f.txt", data=b"evil")
+    with pytest.raises(ExtractError, match="'f.txt' is a link"):
+        safe_extract(archive, work / "out", progress=False)
+    assert victim.read_text() == "mine" and all_paths(work) == set()
+
+
+def test_entry_below_a_file_refused(tmp_path):
+    archive = _zip(tmp_path / "clash.zip", {"a": b"file", "a/b.txt": b"below"})
+    with pytest.raises(ExtractError, match="'a/b.txt' lies below 'a', which is a file"):
+        safe_extract(archive, tmp_path / "out", progress=False)
+    assert all_paths(tmp_path) == {"clash.zip"}
+
+
+# --- decompression bombs and disk space --------------------------------------------------------
+
+BOMB = 40 << 20  # zeros: over RATIO_FLOOR, and they compress about 1000-fold
+
+
+def bomb(tmp_path: Path, kind: str) -> Path:
+    if kind == "zip":
+        archive = tmp_path / "bomb.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("zeros.bin", bytes(BOMB))
+    else:
+        archive = tmp_path / "bomb.tar.gz"
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+            add_tar_member(tar, "zeros.bin", data=bytes(BOMB))
+    return archive
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_decompression_bomb_refused_unless_allowed(tmp_path, kind):
+    archive = bomb(tmp_path, kind)
+    assert archive.stat().st_size * 200 < BOMB
+    with pytest.raises(ExtractError, match="-fold .* over the limit of 100-fold") as err:
+        safe_extract(archive, tmp_path / "out", progress=False)
+    assert str(archive) in str(err.value) and "--max-ratio" in str(err.value)
+    assert all_paths(tmp_path) == {archive.name}
+    out = safe_extract(archive, tmp_path / "out", progress=False, limits=Limits(max_ratio=1e5))
+    assert (out / "zeros.bin").stat().st_size == BOMB
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_total_size_limit(tmp_path, kind, archive_makers):
+    src = tree(tmp_path)  # 10245 bytes of content
+    if kind == "zip":
+        archive = archive_makers["zip"](src, tmp_path / "a.zip")
+    else:
+        archive = archive_makers["tar"](src, tmp_path / "a.tar")
+    small = Limits(max_expand_gb=10_000 / 1e9)
+    with pytest.raises(ExtractError, match="expands to 0.00 GB, over the limit of 1e-05 GB") as err:
+        safe_extract(archive, tmp_path / "out", progress=False, limits=small)
+    assert "--max-expand-gb" in str(err.value) and not (tmp_path / "out").exists()
+    safe_extract(archive, tmp_path / "out", progress=False, limits=Limits(20_000 / 1e9))
+    assert (tmp_path / "out" / "top.txt").read_text() == "hello"
+
+
+def test_free_space_checked(tmp_path):
+    archive = _zip(tmp_path / "a.zip", {"a.txt": b"a"})
+    free = extract.shutil.disk_usage(tmp_path).free
+    unlimited = Limits(max_expand_gb=1e9, max_ratio=1e18)
+    check_expansion(archive, tmp_path, free // 2, unlimited)
+    with pytest.raises(ExtractError, match="GB are free in") as err:
+        check_expansion(archive, tmp_path, free + (1 << 30), unlimited)
+    assert str(archive) in str(err.value)
 
 
 def test_truncated_tar_leaves_nothing(tmp_path, archive_makers):
@@ -225,16 +315,40 @@ def test_interrupted_extraction_leaves_nothing(tmp_path, monkeypatch, archive_ma
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
-def test_existing_output_needs_force(tmp_path, archive_makers):
+def test_existing_output_replaced_only_when_sartm_extracted_it(tmp_path, archive_makers):
     archive = archive_makers["zip"](tree(tmp_path), tmp_path / "a.zip")
-    out = tmp_path / "out"
-    out.mkdir()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(DataError, match="not written by sartm"):
+        safe_extract(archive, mine, progress=False)
+    with pytest.raises(DataError, match="not written by sartm .* even with --force") as err:
+        safe_extract(archive, mine, force=True, progress=False)
+    assert str(mine) in str(err.value)
+    assert (
+        all_paths(mine) == {"thesis.tex"} and (mine / "thesis.tex").read_text() == "years of work"
+    )
+
+    out = safe_extract(archive, tmp_path / "out", progress=False)
     (out / "old.txt").write_text("old")
-    with pytest.raises(ExtractError, match="already exists"):
+    with pytest.raises(DataError, match="already exists; use --force"):
         safe_extract(archive, out, progress=False)
-    assert (out / "old.txt").exists()
     safe_extract(archive, out, force=True, progress=False)
     assert not (out / "old.txt").exists() and (out / "top.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (safe_extract(archive, empty, progress=False) / "top.txt").exists()
+
+
+def test_output_holding_the_archive_refused(tmp_path, archive_makers):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    archive = archive_makers["zip"](tree(tmp_path), folder / "a.zip")
+    with pytest.raises(DataError, match="overlaps the archive"):
+        safe_extract(archive, folder, force=True, progress=False)
+    assert archive.is_file() and all_paths(folder) == {"a.zip"}
 
 
 def test_cli_extract(tmp_path, archive_makers):
@@ -249,3 +363,32 @@ def test_cli_extract(tmp_path, archive_makers):
     assert result.exit_code == 1
     assert "contains '..'" in result.output and str(bad) in result.output
     assert not (tmp_path / "p").exists() and not (tmp_path / "x").exists()
+
+
+def test_cli_limits_and_force(tmp_path, archive_makers):
+    runner = CliRunner()
+    archive = bomb(tmp_path, "zip")
+    out = tmp_path / "o"
+    result = runner.invoke(cli, ["data", "extract", str(archive), "--out", str(out)])
+    assert result.exit_code == 1 and "--max-ratio" in result.output and not out.exists()
+    result = runner.invoke(
+        cli, ["data", "extract", str(archive), "--out", str(out), "--max-ratio", "100000"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        cli, ["data", "extract", str(archive), "--out", str(out), "--max-expand-gb", "0.001"]
+    )
+    assert result.exit_code == 1 and "already exists; use --force" in result.output
+    args = ["data", "extract", str(archive), "--out", str(out), "--force", "--max-expand-gb"]
+    result = runner.invoke(cli, [*args, "0.001"])
+    assert result.exit_code == 1 and "over the limit of 0.001 GB" in result.output
+    assert (out / "zeros.bin").stat().st_size == BOMB  # the refused run left the old copy
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    small = archive_makers["zip"](tree(tmp_path), tmp_path / "small.zip")
+    result = runner.invoke(cli, ["data", "extract", str(small), "--out", str(mine), "--force"])
+    assert result.exit_code == 1 and "even with --force" in result.output
+    assert str(mine) in result.output and len(result.output.strip().splitlines()) == 1
+    assert all_paths(mine) == {"notes.txt"}

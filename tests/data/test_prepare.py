@@ -324,9 +324,37 @@ def test_mfnet_opaque_alpha_refused(tmp_path, make_mfnet):
     raw = make_mfnet(tmp_path / "raw")
     opaque = np.dstack([pixels(5, 3), np.full((HEIGHT, WIDTH), 255, np.uint8)])
     path = _resave(raw / "images" / "00002N.png", opaque)
-    with pytest.raises(DataError, match="opaque alpha") as err:
+    with pytest.raises(DataError, match="is 255 in 100.0% of its pixels - an alpha") as err:
         prepare("mfnet", raw=raw, out=tmp_path / "out", progress=False)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("value", [255, 128, 0])
+def test_mfnet_fourth_channel_constant_but_one_pixel_refused(tmp_path, make_mfnet, value):
+    raw = make_mfnet(tmp_path / "raw")
+    fourth = np.full((HEIGHT, WIDTH), value, np.uint8)
+    fourth[3, 5] = 77
+    path = _resave(raw / "images" / "00002N.png", np.dstack([pixels(5, 3), fourth]))
+    with pytest.raises(DataError, match=f"4th channel is {value} in 99.9% of its pixels") as err:
+        prepare("mfnet", raw=raw, out=tmp_path / "out", progress=False)
+    assert str(path) in str(err.value) and "not MFNet thermal data" in str(err.value)
+    assert not (tmp_path / "out").exists() and no_partials(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("emptied", "named"),
+    [(["train.txt"], "train.txt"), (["train.txt", "val.txt", "test.txt"], "train.txt")],
+    ids=["train", "all"],
+)
+def test_mfnet_empty_split_list_named(tmp_path, make_mfnet, emptied, named):
+    """An empty split list is named (not a dataset without that split, nor test_day.txt)."""
+    raw = make_mfnet(tmp_path / "raw")
+    for name in emptied:
+        (raw / name).write_text("\n  \n")
+    with pytest.raises(DataError, match="lists no sample ids") as err:
+        prepare("mfnet", raw=raw, out=tmp_path / "out", progress=False)
+    assert str(err.value).startswith(f"{raw / named}:") and "test_day" not in str(err.value)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
@@ -449,3 +477,78 @@ def test_cli_prepare_defaults_and_messages(tmp_path, make_mfnet, make_custom):
         cli, ["data", "prepare", "pst900", "--raw", str(raw), "--out", str(tmp_path / "x")]
     )
     assert bad.exit_code == 1 and "Error:" in bad.output and str(raw) in bad.output
+
+
+# --- nothing of the user's is replaced, nothing outside --raw is read ----------------------------
+
+
+def test_existing_folder_of_the_user_is_never_replaced(tmp_path, make_pst900):
+    raw = make_pst900(tmp_path / "raw")
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "thesis.tex").write_text("years of work")
+    before = {p.relative_to(mine) for p in mine.rglob("*")}
+    for force in ([], ["--force"]):
+        result = CliRunner().invoke(
+            cli,
+            ["data", "prepare", "pst900", "--raw", str(raw), "--out", str(mine), "--no-progress"]
+            + force,
+        )
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines() == [
+            f"Error: {mine}: exists and was not written by sartm (it holds no meta.json of "
+            f"sartm's); refusing to replace it, even with --force: choose another output folder "
+            f"or move it away yourself"
+        ]
+        assert {p.relative_to(mine) for p in mine.rglob("*")} == before
+    assert (mine / "sub" / "thesis.tex").read_text() == "years of work" and no_partials(tmp_path)
+
+
+def test_prepared_output_replaced_only_with_force(tmp_path, make_pst900):
+    raw = make_pst900(tmp_path / "raw")
+    out = tmp_path / "out"
+    prepare("pst900", raw=raw, out=out, progress=False)
+    (out / "extra.txt").write_text("old")
+    prepare("pst900", raw=raw, out=out, force=True, progress=False)
+    assert is_complete(out) and not (out / "extra.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if ".old-" in p.name or ".partial-" in p.name]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not prepare("pst900", raw=raw, out=empty, progress=False).already
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_out_overlapping_raw_refused(tmp_path, make_pst900, where):
+    raw = make_pst900(tmp_path / "data" / "raw")
+    out = {"same": raw, "inside": raw / "processed", "around": tmp_path / "data"}[where]
+    before = {p.relative_to(tmp_path): p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    for force in (False, True):
+        with pytest.raises(DataError, match="--out overlaps --raw") as err:
+            prepare("pst900", raw=raw, out=out, force=force, progress=False)
+        assert str(raw) in str(err.value) and str(out) in str(err.value)
+    assert {p.relative_to(tmp_path): p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_symlink_out_of_raw_refused(tmp_path, make_pst900, make_mfnet):
+    raw = make_pst900(tmp_path / "raw")
+    secret = save(tmp_path / "elsewhere" / "secret.png", pixels(7, 3))
+    link = raw / "test" / "rgb" / f"{LAST}.png"
+    link.unlink()
+    link.symlink_to(secret)
+    with pytest.raises(DataError, match="a symlink that leads outside") as err:
+        prepare("pst900", raw=raw, out=tmp_path / "out", progress=False)
+    assert str(err.value).startswith(f"{link}:") and str(secret) in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+    link.unlink()  # a link that stays inside --raw is fine
+    link.symlink_to(raw / "train" / "rgb" / "31_bag1a_frame01.png")
+    prepare("pst900", raw=raw, out=tmp_path / "out", progress=False)
+
+    mfnet = make_mfnet(tmp_path / "mfnet")
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (mfnet / "val.txt").rename(lists / "val.txt")
+    (mfnet / "val.txt").symlink_to(lists / "val.txt")
+    with pytest.raises(DataError, match="a symlink that leads outside") as err:
+        prepare("mfnet", raw=mfnet, out=tmp_path / "mf", progress=False)
+    assert str(err.value).startswith(f"{mfnet / 'val.txt'}:")

@@ -17,6 +17,7 @@ from sartm.cli import cli
 from sartm.config import PROJECT_ROOT
 from sartm.data import synth
 from sartm.data.common import read_manifest
+from sartm.data.layouts import prepare
 from sartm.data.spec import spec_for
 
 SMALL = {"train": 4, "val": 2, "test": 4}
@@ -259,3 +260,37 @@ def test_bad_requests():
         synth.generate("synth-fmb", "unused", samples=SMALL, width=8, seed=0)
     with pytest.raises(synth.SynthError, match="train needs"):
         synth.generate("synth-fmb", "unused", samples={"train": 0, "test": 1}, width=64, seed=0)
+
+
+def test_cli_synth_never_replaces_a_folder_of_the_user(tmp_path, make_fmb):
+    """An existing folder sartm did not write is refused, even with --force; another dataset
+    sartm wrote needs --force; the same stand-in is simply made again (nothing is lost)."""
+    args = ["--samples-train", "1", "--samples-test", "1", "--width", "32"]
+    args += ["--params", str(PROJECT_ROOT / "params.yaml")]
+    mine = tmp_path / "mine"
+    (mine / "photos").mkdir(parents=True)
+    (mine / "photos" / "cat.jpg").write_bytes(b"\xff\xd8 cat")
+    for force in ([], ["--force"]):
+        result = CliRunner().invoke(
+            cli, ["data", "synth", "synth-fmb", "--out", str(mine), *args, *force]
+        )
+        assert result.exit_code == 1
+        assert len(result.output.strip().splitlines()) == 1
+        assert f"{mine}: exists and was not written by sartm" in result.output
+        assert "even with --force" in result.output
+    assert _digests(mine) == {"photos/cat.jpg": hashlib.sha256(b"\xff\xd8 cat").hexdigest()}
+
+    real = tmp_path / "fmb"
+    prepare("fmb", raw=make_fmb(tmp_path / "raw"), out=real, progress=False)
+    prepared = _digests(real)
+    command = ["data", "synth", "synth-fmb", "--out", str(real), *args]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {real}: already exists; use --force to replace it"
+    assert _digests(real) == prepared
+    assert CliRunner().invoke(cli, [*command, "--force"]).exit_code == 0
+    assert json.loads((real / "meta.json").read_text())["synthetic"] is True
+    result = CliRunner().invoke(cli, [*command, "--seed", "9"])  # the same stand-in: made again
+    assert result.exit_code == 0, result.output
+    assert json.loads((real / "meta.json").read_text())["generator"]["seed"] == 9
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

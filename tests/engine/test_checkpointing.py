@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -36,17 +35,16 @@ def test_stale_temp_files_are_removed(tmp_path):
 
 
 def test_load_refuses_bad_files(tmp_path):
-    with pytest.raises(ck.TrainingCheckpointError, match="no such checkpoint"):
+    with pytest.raises(ck.TrainingCheckpointError, match="missing.pt: no such sartm checkpoint"):
         ck.load_checkpoint(tmp_path / "missing.pt")
     truncated = tmp_path / "truncated.pt"
     ck.atomic_save({"w": torch.zeros(1000)}, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
-    with pytest.raises(ck.TrainingCheckpointError, match="truncated.pt: cannot be read"):
+    with pytest.raises(
+        ck.TrainingCheckpointError, match="truncated.pt: not a readable sartm checkpoint, truncated"
+    ):
         ck.load_checkpoint(truncated)
-    pickled = tmp_path / "object.pt"  # an arbitrary pickled object: weights_only refuses it
-    torch.save({"model": Fraction(1, 3)}, pickled)
-    with pytest.raises(ck.TrainingCheckpointError, match="object.pt"):
-        ck.load_checkpoint(pickled)
+    # pickled objects (real payloads): tests/test_torchfile.py
     incomplete = tmp_path / "incomplete.pt"
     ck.atomic_save({"epoch": 1}, incomplete)
     with pytest.raises(ck.TrainingCheckpointError, match="missing \\['model'\\]"):

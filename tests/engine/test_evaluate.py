@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -11,8 +17,9 @@ from click.testing import CliRunner
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
+import sartm
 from sartm.cli import cli
-from sartm.config import save_config
+from sartm.config import load_config, save_config
 from sartm.data.common import read_manifest
 from sartm.engine.evaluate import EvaluationError, evaluate, predict_probs
 from sartm.engine.metrics import segmentation_metrics
@@ -126,7 +133,69 @@ def test_pst900_reports_last_and_the_authors_best_on_test(cfg_factory, tmp_path)
     result = runner.invoke(
         cli, ["evaluate", "--config", str(config_file), "--checkpoint", str(bad)]
     )
-    assert result.exit_code != 0 and "bad.pt: cannot be read" in result.output
+    assert result.exit_code != 0 and "bad.pt: not a readable sartm checkpoint" in result.output
+
+
+# Evaluates the run of a config file and SIGKILLs itself right after the first prediction PNG.
+KILL_AFTER_FIRST_PNG = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import sartm.engine.evaluate as ev
+    from sartm.config import load_config
+
+    real_save = ev.save_palette_png
+
+    def save_then_die(*args):
+        real_save(*args)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    ev.save_palette_png = save_then_die
+    ev.evaluate(load_config(sys.argv[1]), results_root=Path(sys.argv[2]), quiet=True)
+    """
+)
+
+
+def test_killed_evaluation_leaves_the_previous_outputs(trained_mfnet, tmp_path, data_root):
+    cfg, trained = trained_mfnet
+    results = tmp_path / "results"
+    shutil.copytree(trained / "train", results / "train")
+    first = cfg.with_overrides(
+        [
+            "eval.modality_robustness=false",
+            "eval.tsne_pixels=20",
+            "eval.save_predictions=2",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        ]
+    )
+    evaluate(first, results_root=results, quiet=True)  # the previous, complete outputs
+    out_dir = results / "eval" / "mfnet" / "no-language"
+    files = lambda: {p: p.read_bytes() for p in out_dir.rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
+    assert len(list((out_dir / "pred").iterdir())) == 2 and (out_dir / "features.npz").is_file()
+
+    config_file = tmp_path / "config.yaml"
+    save_config(
+        first.with_overrides(["eval.save_predictions=100", "eval.tsne_pixels=0"]), config_file
+    )
+    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_PNG, str(config_file), str(results)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert files() == before  # old metrics.json, predictions and features, untouched
+
+    metrics = evaluate(load_config(config_file), results_root=results, quiet=True)
+    assert json.loads((out_dir / "metrics.json").read_text()) == metrics
+    test_ids = [r["id"] for r in read_manifest(data_root / "processed" / "synth-mfnet")
+                if r["split"] == "test"]  # fmt: skip
+    assert sorted(p.stem for p in (out_dir / "pred").iterdir()) == sorted(test_ids)
+    assert not (out_dir / "features.npz").exists()  # not asked for: the old one went with the rest
+    assert [p.name for p in out_dir.parent.iterdir()] == ["no-language"]  # no staging folder left
 
 
 class _PixelModel(torch.nn.Module):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from sartm.cli import cli
-from sartm.data.common import read_manifest
+from sartm.data.common import DataError, read_manifest
 from sartm.engine import checkpointing as ck
 from sartm.engine.evaluate import evaluate
 from sartm.engine.modelio import ModelLoadError
@@ -37,6 +38,15 @@ def test_export_and_predict_agree_with_evaluation(run, tmp_path):
         cli, ["export", "--checkpoint", str(run["best"]), "--out", str(model_file)]
     )
     assert result.exit_code == 0, result.output
+    again = runner.invoke(
+        cli, ["export", "--checkpoint", str(run["best"]), "--out", str(model_file)]
+    )
+    assert again.exit_code == 0, again.output  # an export may be replaced
+    notes = tmp_path / "notes.pt"
+    notes.write_text("my own file")
+    refused = runner.invoke(cli, ["export", "--checkpoint", str(run["best"]), "--out", str(notes)])
+    assert refused.exit_code == 1 and "notes.pt: exists and is not a sartm export" in refused.output
+    assert notes.read_text() == "my own file"
     exported = ck.load_checkpoint(model_file)  # one weights_only file with everything
     assert exported["format"] == "sartm-export" and len(exported["classes"]) == 9
     assert {"normalisation", "palette", "config"} <= set(exported)
@@ -69,6 +79,10 @@ def test_export_and_predict_agree_with_evaluation(run, tmp_path):
             ],
         )
         assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == [
+            f"wrote 1 mask(s) to {out / 'one.png'}",
+            f"wrote 1 overlay(s) to {out / 'overlay.png'}",
+        ]
         mask = Image.open(out / "one.png")
         assert mask.mode == "P"
         expected = np.array(Image.open(run["pred"] / f"{first}.png"))
@@ -92,9 +106,9 @@ def test_clear_errors(run, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(PredictError, match=r"rgb.png is 64x48 but .*small.png is 64x40"):
         predictor.predict_files(tmp_path / "rgb.png", tmp_path / "small.png")
-    with pytest.raises(PredictError, match=r"broken.png: cannot read image"):
+    with pytest.raises(DataError, match=r"broken.png: unreadable or truncated image"):
         predictor.predict_files(tmp_path / "rgb.png", tmp_path / "broken.png")
-    with pytest.raises(PredictError, match=r"missing.png: no such file"):
+    with pytest.raises(DataError, match=r"missing.png: missing"):
         predictor.predict_files(tmp_path / "missing.png", tmp_path / "small.png")
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     Image.open(tmp_path / "rgb.png").save(tmp_path / "a" / "x.png")
@@ -114,6 +128,48 @@ def test_clear_errors(run, tmp_path):
         ],
     )
     assert result.exit_code != 0 and "unpaired images" in result.output and "'x'" in result.output
+
+
+def test_inputs_are_checked_like_a_dataset(run, tmp_path):
+    """16-bit or colour thermal and RGBA colour are refused (they used to become a constant 255
+    or pass silently); grey stored as three equal channels is the same image as one channel."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / "grey3.png")
+    Image.fromarray(grey.astype(np.uint16) * 200).save(tmp_path / "t16.png")
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    Image.fromarray(np.dstack([rgb, grey])).save(tmp_path / "rgba.png")
+    predictor = Predictor(run["best"], device="cpu")
+    for rgb_file, thermal_file, message in [
+        ("rgb.png", "t16.png", r"t16.png: thermal image is I;16"),
+        ("rgb.png", "colour.png", r"colour.png: thermal image has 3 channels that differ"),
+        ("rgba.png", "grey.png", r"rgba.png: RGB image must have 3 channels .*RGBA"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            predictor.predict_files(tmp_path / rgb_file, tmp_path / thermal_file)
+    one = predictor.predict_files(tmp_path / "rgb.png", tmp_path / "grey.png").labels
+    three = predictor.predict_files(tmp_path / "rgb.png", tmp_path / "grey3.png").labels
+    np.testing.assert_array_equal(one, three)
+
+    args = ["predict", "--checkpoint", str(run["best"]), "--rgb", str(tmp_path / "rgb.png")]
+    args += ["--thermal", str(tmp_path / "t16.png"), "--out", str(tmp_path / "m.png")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and "t16.png" in result.output
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_non_finite_weights_are_refused(run, tmp_path):
+    state = ck.load_checkpoint(run["best"])
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    damaged = tmp_path / "nan.pt"
+    ck.atomic_save(state, damaged)
+    with pytest.raises(ModelLoadError, match=rf"nan.pt: 1 weight tensor\(s\) hold NaN .*{name}"):
+        Predictor(damaged, device="cpu")
 
 
 def test_base_checkpoint_must_be_present_and_identical(run, tmp_path):

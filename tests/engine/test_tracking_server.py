@@ -1,7 +1,9 @@
-"""The runs of a small training, read back through an `mlflow server` REST API on loopback."""
+"""`sartm tracking ui` itself: it serves the training runs (read back through its REST API), listens
+on 127.0.0.1 only, and SIGTERM to it stops every process of the MLflow server it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,8 +14,11 @@ import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
+import sartm
+from sartm.config import save_config
 from sartm.engine.train import train
 
 
@@ -32,18 +37,36 @@ def _call(base: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+def _listening(procs: list[psutil.Process]) -> set[tuple[str, int]]:
+    out = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out |= {
+                (c.laddr.ip, c.laddr.port)
+                for c in proc.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            }
+    return out
+
+
 @pytest.mark.slow
-def test_mlflow_server_serves_the_training_runs(cfg_factory, tmp_path):
+def test_tracking_ui_serves_the_runs_on_loopback_and_stops_on_sigterm(cfg_factory, tmp_path):
     cfg = cfg_factory()
     out = train(cfg, results_root=tmp_path / "results", quiet=True)
+    config_file = tmp_path / "config.yaml"
+    save_config(cfg, config_file)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", cfg.tracking.uri,
-         "--default-artifact-root", (tmp_path / "mlartifacts").as_uri()],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    # The subprocess imports the sartm under test, not whichever one the venv has installed.
+    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sartm", "tracking", "ui", "--config", str(config_file),
+         "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
+    sartm_ui, server = psutil.Process(ui.pid), []
     try:
         deadline = time.monotonic() + 90
         while True:  # bounded wait for the server to answer
@@ -51,8 +74,8 @@ def test_mlflow_server_serves_the_training_runs(cfg_factory, tmp_path):
                 urllib.request.urlopen(base + "/health", timeout=2).read()
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert server.poll() is None, server.stderr.read().decode()[-3000:]
-                assert time.monotonic() < deadline, "mlflow server did not start in 90 s"
+                assert ui.poll() is None, ui.stderr.read().decode()[-3000:]
+                assert time.monotonic() < deadline, "sartm tracking ui did not start in 90 s"
                 time.sleep(1)
         experiment = _call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=sartm")
         experiment_id = experiment["experiment"]["experiment_id"]
@@ -70,10 +93,19 @@ def test_mlflow_server_serves_the_training_runs(cfg_factory, tmp_path):
             f"/api/2.0/mlflow/metrics/get-history?run_id={run['info']['run_id']}&metric_key=test_miou",
         )
         assert sorted(m["step"] for m in history["metrics"]) == [1, 2]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+
+        server = sartm_ui.children(recursive=True)
+        listening = _listening(server)
+        assert ("127.0.0.1", port) in listening
+        assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening  # loopback only
+
+        ui.send_signal(signal.SIGTERM)  # to `sartm tracking ui` alone, not its process group
+        ui.wait(timeout=60)
+        gone, alive = psutil.wait_procs(server, timeout=60)
+        assert not alive, [p.cmdline() for p in alive]
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:  # whatever is left of what this test started, by process (psutil checks the pid)
+        for proc in [sartm_ui, *server]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()

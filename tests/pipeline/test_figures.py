@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib import pyplot as plt
+from matplotlib.colors import to_hex
 from PIL import Image
 from pipeline_fakes import (
     write_dataset,
@@ -16,7 +18,8 @@ from pipeline_fakes import (
 
 from sartm.data.spec import spec_for
 from sartm.report import figures
-from sartm.report.runs import ReportError
+from sartm.report.results import load_results
+from sartm.report.runs import ReportError, item_spec, leaves, runs_tree
 
 RUNS = ("full", "no-language", "no-aux")
 
@@ -78,6 +81,26 @@ def test_curves_and_similarity(pst900, tmp_path):
         "f8", {"pst900/full": ["pst900/full"]}, results_root=results, out_dir=out
     )
     assert _title(png).startswith("Figure 8")
+
+
+def test_curves_of_a_sweep_read_at_a_glance(tmp_path):
+    """Table VII's 15 runs: one style per run, the legend beside the panels, not over them."""
+    results = tmp_path / "results"
+    logical = leaves(runs_tree("t7"))
+    for run in logical:
+        write_metrics(results, run)
+        write_history(results, run)
+    loaded = load_results({lg: [lg] for lg in logical}, results)
+    fig = figures.curves_figure(item_spec("curves_t7")[1], loaded, results)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        styles = {(to_hex(ln.get_color()), ln.get_linestyle()) for ln in ax.get_lines()}
+        assert len(styles) == len(ax.get_lines()) == len(logical)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == logical
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(ax.get_tightbbox()) for ax in fig.axes)
+    plt.close(fig)
 
 
 def test_tsne(tmp_path):

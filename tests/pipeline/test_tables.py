@@ -69,12 +69,19 @@ def test_components_table_marks_contradictory_paper_cells(tmp_path):
             write_metrics(results, f"{ds}/{run}", miou=0.55)
             mapping[f"{ds}/{run}"] = [f"{ds}/{run}"]
     md, csv = _make("t5", results, out, mapping)
-    assert csv.loc["without_aux_head", "MFNet paper"] == pytest.approx(58.67)
-    assert csv.loc["without_aux_head", "MFNet Δ"] == pytest.approx(55.0 - 58.67)
-    assert "MFNet paper:†" in csv.loc["without_aux_head", "marks"]
-    assert "PST900 paper:†" in csv.loc["without_language", "marks"]
+    # rows as the paper words them, not the keys of paper_results.yaml
+    assert list(csv.index) == ["SARTM", "- without language", "- without Aux_Seg_Head"]
+    assert csv.loc["- without Aux_Seg_Head", "MFNet paper"] == pytest.approx(58.67)
+    assert csv.loc["- without Aux_Seg_Head", "MFNet Δ"] == pytest.approx(55.0 - 58.67)
+    assert "MFNet paper:†" in csv.loc["- without Aux_Seg_Head", "marks"]
+    assert "PST900 paper:†" in csv.loc["- without language", "marks"]
     assert pd.isna(csv.loc["SARTM", "marks"])  # nothing flagged in the full-model row
     assert "HAS the auxiliary head" in md
+    # the report's page: the same table as HTML, title and notes escaped, no Markdown
+    page = (out / "t5.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<th>- without Aux_Seg_Head</th>" in page
+    assert "<title>Table V: components" in page and "SYNTHETIC" in page
+    assert "HAS the auxiliary head" in page and "|" not in page
 
 
 def test_sweeps_seeds_and_aliases(tmp_path):
@@ -154,13 +161,30 @@ def test_summary_sets_headlines_side_by_side(tmp_path):
     path = summary.write(mapping, results_root=results, out=tmp_path / "summary.md")
     text = path.read_text()
     assert "SYNTHETIC" in text.splitlines()[2]
-    line = next(ln for ln in text.splitlines() if "table1_pst900: SARTM mIoU" in ln)
+    assert "table1_pst900" not in text and "without_aux_head" not in text  # no internal keys
+    # one section per table, under the paper's title, with the paper's row names
+    sections = dict(
+        (part.splitlines()[0], part) for part in text.split("\n## ")[1:] if part.startswith("Table")
+    )
+    assert [title.split(":")[0] for title in sections] == [
+        f"Table {n}" for n in ("I", "II", "III", "IV", "V", "VI", "VII", "VIII")
+    ]
+    t1 = sections[
+        "Table I: Quantitative comparisons (%) with the SoTA RGB-T scene parsing methods on the "
+        "PST900 test set"
+    ]
+    line = next(ln for ln in t1.splitlines() if "| SARTM mIoU" in ln)
     assert "89.88" in line and "50.00" in line and "-39.88" in line
-    flagged = next(ln for ln in text.splitlines() if "without_aux_head, MFNet" in ln)
+    t5 = sections["Table V: Ablation study of the Fusion Block on three dataset"]
+    flagged = next(ln for ln in t5.splitlines() if "- without Aux_Seg_Head (MFNet)" in ln)
     assert "58.67 †" in flagged
+    t6 = sections["Table VI: Ablation of different losses on PST900 with SARTM"]
+    assert "| L_CE(S0) + L_CE(S1) + L_cr + L_se " in t6
     assert "flagged in the paper" in text
-    rows = [ln for ln in text.splitlines() if ln.startswith("| t") and not ln.startswith("| table")]
-    assert len(rows) == 3 + 5 + 9 + 4 + 15 + 3
+    rows = [
+        len([ln for ln in s.splitlines() if ln.startswith("| ")]) - 1 for s in sections.values()
+    ]
+    assert rows == [1, 1, 1, 5, 9, 4, 15, 3]
 
 
 def test_paper_data_is_complete():
@@ -181,7 +205,7 @@ def test_report_cli(tmp_path):
     ]
     result = CliRunner().invoke(cli, [*args, *runs])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in (tmp_path / "t").iterdir()} == {"t4.md", "t4.csv", "t4.tex"}
+    assert {p.name for p in (tmp_path / "t").iterdir()} == {"t4.md", "t4.csv", "t4.tex", "t4.html"}
     bad = CliRunner().invoke(cli, [*args, "--run", "pst900/full"])
     assert bad.exit_code != 0 and "no results given" in bad.output
     # without --run the jobs come from params.yaml (here all five exist, one seed each)

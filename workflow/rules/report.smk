@@ -1,26 +1,35 @@
 # Tables, figures and the summary read only metrics.json files (and, for the timing table,
 # Snakemake's benchmark files); each table or figure is its own job, so `snakemake
-# results/tables/t4.md` trains and evaluates only what Table IV needs. Every table and figure
-# goes into `snakemake --report results/report.zip` with its caption (workflow/report/).
+# results/tables/t4.md` trains and evaluates only what Table IV needs. Every table (as an HTML
+# page, so that the report shows it) and figure goes into `snakemake --report results/report.zip`
+# with its caption (workflow/report/), filed under the paper's table or figure number.
+
+from sartm.report import tables as sartm_tables
+
+# What every caption says of the preset: real or SYNTHETIC data, and which SAM2 encoder.
+PRESET_NOTE = sartm_tables.preset_note(config, PRESET)
 
 
 rule table:
     input:
         unpack(table_inputs),
     output:
-        md=report(
-            str(paths.tables_dir() / "{table}.md"),
-            caption="../report/table.rst",
-            category="Tables",
-            labels={"table": "{table}", "format": "Markdown"},
-        ),
+        md=str(paths.tables_dir() / "{table}.md"),
         csv=report(
             str(paths.tables_dir() / "{table}.csv"),
             caption="../report/table.rst",
             category="Tables",
+            subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
             labels={"table": "{table}", "format": "CSV"},
         ),
         tex=str(paths.tables_dir() / "{table}.tex"),
+        html=report(
+            str(paths.tables_dir() / "{table}.html"),
+            caption="../report/table.rst",
+            category="Tables",
+            subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
+            labels={"table": "{table}", "format": "HTML"},
+        ),
     log:
         log_file("report", "table-{table}"),
     conda:
@@ -29,6 +38,7 @@ rule table:
         runs=lambda wildcards: run_options(item_jobs(wildcards.table)),
         out=lambda wildcards, output: Path(output.md).parent,
         results=RESULTS,
+        preset_note=PRESET_NOTE,
     message:
         "Writing table {wildcards.table}"
     shell:
@@ -44,6 +54,7 @@ rule figure:
             str(paths.figures_dir() / "{figure}.png"),
             caption="../report/figure.rst",
             category="Figures",
+            subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
             labels={"figure": "{figure}"},
         ),
         pdf=str(paths.figures_dir() / "{figure}.pdf"),
@@ -56,6 +67,7 @@ rule figure:
         out=lambda wildcards, output: Path(output.png).parent,
         results=RESULTS,
         data=DATA_ROOT,
+        preset_note=PRESET_NOTE,
     message:
         "Drawing figure {wildcards.figure}"
     shell:
@@ -75,6 +87,7 @@ rule summary:
     params:
         runs=run_options(summary_jobs()),
         results=RESULTS,
+        preset_note=PRESET_NOTE,
     message:
         "Writing the paper-vs-reproduction summary"
     shell:

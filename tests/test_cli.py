@@ -1,0 +1,82 @@
+"""The CLI boundary: project errors are one line (a traceback with --debug), integer settings are
+integers, and the README's torchrun command parses in torchrun and in `sartm train`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import shlex
+
+import pytest
+from click.testing import CliRunner
+from torch.distributed import run as torchrun
+
+import sartm
+from sartm.cli import cli
+from sartm.cli.train import train
+from sartm.config import PROJECT_ROOT
+from sartm.errors import SartmError
+
+PARAMS = str(PROJECT_ROOT / "params.yaml")
+
+
+def _project_exceptions() -> list[type]:
+    found = []
+    for info in pkgutil.walk_packages(sartm.__path__, "sartm."):
+        if info.name.startswith("sartm.cli") or info.name == "sartm.__main__":
+            continue
+        module = importlib.import_module(info.name)
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == info.name:
+                found.append(obj)
+    return found
+
+
+def test_every_project_error_is_a_sartm_error():
+    """So the CLI prints each as one line; a new error class that forgets the base fails here."""
+    errors = _project_exceptions()
+    assert len(errors) >= 20
+    warnings = [e for e in errors if issubclass(e, Warning)]
+    assert [e.__name__ for e in errors if e not in warnings and not issubclass(e, SartmError)] == []
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["train.epochs=2.0", "data.crop_size=1e2", "train.batch_size=4.0", "data.max_samples=true"],
+)
+def test_non_integer_settings_are_refused_before_anything_runs(tmp_path, monkeypatch, setting):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "mlflow.db"
+    args = ["train", "--params", PARAMS, "--preset", "ci", "--run", "pst900/full", "--set", setting]
+    result = CliRunner().invoke(cli, [*args, "--set", f"tracking.uri=sqlite:///{store}"])
+    key, value = setting.split("=")
+    assert result.exit_code == 1, result.output
+    assert re.search(rf"^Error: .*{re.escape(key)}: .* is not of type 'integer'", result.output)
+    assert "Traceback" not in result.output
+    assert not store.exists() and not (tmp_path / "results").exists()  # no FAILED MLflow run
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    args = ["model", "summary", "--params", PARAMS, "--set", "train.epochs=2.0"]
+    plain = CliRunner().invoke(cli, args)
+    assert plain.exit_code == 1 and plain.output.count("\n") == 1
+    debug = CliRunner().invoke(cli, ["--debug", *args])
+    assert debug.exit_code == 1 and type(debug.exception).__name__ == "ConfigError"
+    monkeypatch.setenv("SARTM_DEBUG", "1")
+    assert type(CliRunner().invoke(cli, args).exception).__name__ == "ConfigError"
+
+
+def test_readme_torchrun_command_parses():
+    """torchrun's argparse takes `--run` for its `--run-path`; the README's form must get through
+    torchrun's parser and then mean the same run to `sartm train`."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    commands = [line.split("#")[0] for line in readme.splitlines() if line.startswith("torchrun ")]
+    assert commands, "README shows no torchrun command"
+    for command in commands:
+        args = torchrun.parse_args(shlex.split(command)[1:])
+        assert args.module and args.training_script == "sartm"
+        assert args.training_script_args[0] == "train"
+        ctx = train.make_context("train", args.training_script_args[1:])
+        assert ctx.params["run"] == "pst900/full", command
