@@ -68,6 +68,16 @@ def test_debug_shows_the_traceback(monkeypatch):
     assert type(CliRunner().invoke(cli, args).exception).__name__ == "ConfigError"
 
 
+def test_file_system_errors_are_one_line(tmp_path):
+    """A file where the output's folder should be: the path and the reason, no traceback."""
+    (tmp_path / "in-the-way").write_text("a file, not a folder")
+    target = tmp_path / "in-the-way" / "synth-pst900"
+    args = ["data", "synth", "synth-pst900", "--out", str(target), "--params", PARAMS]
+    result = CliRunner().invoke(cli, [*args, "--samples-train", "1", "--samples-test", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("Error: ") and "in-the-way" in result.output
+
+
 def test_readme_torchrun_command_parses():
     """torchrun's argparse takes `--run` for its `--run-path`; the README's form must get through
     torchrun's parser and then mean the same run to `sartm train`."""

@@ -20,12 +20,13 @@ from sartm.errors import SartmError
 
 
 class _Group(click.Group):
-    """Project errors become one line (`Error: <message>`); `--debug` keeps the traceback."""
+    """Project errors, and the file system's (a full disk, a folder without write permission),
+    become one line (`Error: <message>`); `--debug` keeps the traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except SartmError as exc:
+        except (SartmError, OSError) as exc:
             if ctx.params.get("debug"):
                 raise
             raise click.ClickException(str(exc)) from exc
