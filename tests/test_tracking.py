@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -69,7 +71,7 @@ def test_log_history_logs_each_step_once(tmp_path):
     """A resume replays the whole history: only the (metric, step) pairs the run lacks go in."""
     cfg = _cfg(tmp_path)
     run = tracking.start_run(cfg, stage="train", log_config=False)
-    rows = [{"epoch": e, "loss": 1 / e, "miou": e / 10} for e in (1, 2, 3)]
+    rows = [{"epoch": e, "step": 4 * e, "loss": 1 / e, "miou": e / 10} for e in (1, 2, 3)]
     rows[2]["miou"] = float("nan")  # not logged, like log_metrics
     run.log_metrics({"loss": 1.0, "miou": 0.1}, step=1)  # logged before a kill
     run.log_metrics({"loss": 0.5}, step=2)  # a row half logged
@@ -86,6 +88,7 @@ def test_log_history_logs_each_step_once(tmp_path):
         "loss": [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))],
         "miou": [(1, 0.1), (2, 0.2)],
     }
+    assert client.get_metric_history(run.run_id, "step") == []  # the x axis is no metric
 
 
 def test_retry_on_a_real_database_is_locked(tmp_path):
@@ -126,3 +129,116 @@ def test_retry_on_a_real_database_is_locked(tmp_path):
     assert len(errors) == 1  # not retried
     holder.close()
     engine.dispose()
+
+
+def test_experiment_tags_the_ui_reads(tmp_path):
+    """Model-training kind, description, primary metric and the saved "sartm: results" view
+    (the envelope MLflow's UI writes); a kind someone chose is kept, one the UI inferred is not."""
+    from mlflow.tracking import MlflowClient
+
+    cfg = _cfg(tmp_path)
+    experiment_id = tracking.init_store(cfg)
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.note.content"].startswith("SARTM training and evaluation runs")
+    assert tags["mlflow.experiment.primaryMetric.name"] == "eval/test_miou"
+    view = json.loads(tags["mlflow.sharedViewState.sartm-results"])
+    assert view["name"] == "sartm: results" and isinstance(view["createdAt"], int)
+    columns = json.loads(view["state"])["selectedColumns"]
+    assert {"tags.`preset`", "metrics.`test_miou`", "metrics.`eval/test_miou`"} <= set(columns)
+
+    def reinit(kind: str) -> str:
+        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", kind)
+        tracking._initialised.clear()  # a new process
+        tracking.init_store(cfg)
+        return client.get_experiment(experiment_id).tags["mlflow.experimentKind"]
+
+    assert reinit("genai_development_inferred") == "custom_model_development"
+    assert reinit("genai_development") == "genai_development"  # chosen in the UI: kept
+
+
+def test_runs_carry_source_tags_a_parent_and_a_description(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from sartm.engine.provenance import git_state
+
+    cfg = _cfg(tmp_path)
+    train = tracking.start_run(cfg, stage="train", note="the training", log_config=False)
+    child = tracking.start_run(
+        cfg, stage="evaluate", parent_run_id=train.run_id, run_name="child", log_config=False
+    )
+    orphan = tracking.start_run(
+        cfg, stage="evaluate", parent_run_id="0" * 32, log_config=False
+    )  # a parent the store does not hold: a run of its own
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    tags = client.get_run(train.run_id).data.tags
+    assert tags["mlflow.source.name"] == "sartm train" and tags["mlflow.source.type"] == "LOCAL"
+    assert tags["mlflow.note.content"] == "the training" and tags["mlflow.user"]
+    if git_state()["git_commit"]:
+        assert tags["mlflow.source.git.commit"] == git_state()["git_commit"]
+    child_run = client.get_run(child.run_id)
+    assert child_run.data.tags["mlflow.parentRunId"] == train.run_id == child.parent_run_id
+    assert child_run.info.run_name == "child"
+    assert child_run.data.tags["mlflow.source.name"] == "sartm evaluate"
+    assert "mlflow.parentRunId" not in client.get_run(orphan.run_id).data.tags
+    assert orphan.parent_run_id is None
+
+
+def test_links_and_the_tables_that_read_a_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    cfg = _cfg(tmp_path)
+    assert tracking.ui_url(cfg, "3", "abc") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
+    assert tracking.ui_url(cfg, "3", port=5011) == (
+        "http://127.0.0.1:5011/#/experiments/3/runs"
+        "?workflowType=machine_learning&viewStateShareKey=sartm-results"
+    )
+    assert tracking.run_line(cfg, {"experiment_id": "3", "run_id": "abc"}) == (
+        "MLflow run abc: " + tracking.ui_url(cfg, "3", "abc")
+    )
+    assert tracking.run_line(cfg, {"experiment_id": None, "run_id": None}) is None
+    monkeypatch.setenv(tracking.ENV_URI, "http://mlflow.lab:8080/")
+    assert tracking.ui_url(cfg, "3", "abc").startswith("http://mlflow.lab:8080/#/experiments/3/")
+
+    from sartm.report import runs
+
+    readers = tracking.report_readers(cfg)  # pst900/full of the ci preset
+    assert runs.item_spec("t1")[1]["title"] in readers  # Table I: PST900 per-class
+    assert runs.item_spec("t5")[1]["title"] in readers  # Table V: one of its nine runs
+    assert runs.item_spec("t2")[1]["title"] not in readers  # MFNet
+    assert "Read by the report's tables:" in tracking.run_note(cfg, "a training job")
+    adhoc = cfgmod.resolve(dataset="pst900", preset="ci")  # not a run of the run list
+    assert tracking.report_readers(adhoc) == []
+    assert "No report table of preset `ci` reads this run." in tracking.run_note(adhoc, "x")
+
+
+def test_system_metrics_are_sampled_until_the_run_ends(tmp_path, monkeypatch):
+    """What GPU runs switch on (MLflow's monitor; CPU, memory, disk, network, GPUs with pynvml)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    cfg = _cfg(tmp_path)
+    run = tracking.start_run(cfg, stage="train", log_config=False)
+    run.start_system_metrics()
+    time.sleep(1.0)
+    run.end()
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    logged = client.get_run(run.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in logged, sorted(logged)
+    steps = len(client.get_metric_history(run.run_id, "system/cpu_utilization_percentage"))
+    time.sleep(0.5)
+    assert len(client.get_metric_history(run.run_id, "system/cpu_utilization_percentage")) == steps
+
+
+def test_a_run_id_with_a_dot_names_its_logged_model(tmp_path):
+    """MLflow refuses `.` in a model name; run ids such as mfnet/w1-0.008 hold one."""
+    cfg = _cfg(tmp_path, run="w1-0.008", dataset="mfnet")
+    run = tracking.start_run(cfg, stage="train", log_config=False)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    model_id = run.log_model(checkpoint, name=cfg.run_id, tags={})
+    run.end()
+    model = run.client.get_logged_model(model_id)
+    assert model.name == "mfnet-w1-0-008" and model.source_run_id == run.run_id

@@ -22,6 +22,7 @@ from sartm.cli.common import config_options
 def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
     """Evaluate a run: mIoU / mAcc / mF1 / pixel accuracy, subsets, robustness, predictions."""
     from sartm.engine.evaluate import evaluate as run_evaluation
+    from sartm.tracking import run_line
 
     metrics = run_evaluation(cfg, checkpoint=checkpoint, split=split, quiet=quiet)
     scores = metrics[split]
@@ -34,3 +35,5 @@ def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
             f"{cfg.run_id} {split} (best-on-test, the authors' protocol): "
             f"mIoU {metrics[f'{split}_best']['miou']:.4f}"
         )
+    if line := run_line(cfg, metrics.get("mlflow")):
+        click.echo(line)

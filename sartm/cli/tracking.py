@@ -10,6 +10,7 @@ import sys
 import click
 
 from sartm.cli.common import config_options
+from sartm.tracking import UI_PORT
 
 
 @click.group()
@@ -27,10 +28,11 @@ def init(cfg) -> None:
     click.echo(f"tracking store {trk.tracking_uri(cfg)}")
     click.echo(f"experiment {cfg.tracking.experiment!r} (id {experiment_id})")
     click.echo(f"artifacts {trk.artifact_location(cfg)}")
+    click.echo(f"browse with `sartm tracking ui`: {trk.ui_url(cfg, experiment_id)}")
 
 
 @tracking.command("ui")
-@click.option("--port", default=5000, help="Port on 127.0.0.1.")
+@click.option("--port", default=UI_PORT, show_default=True, help="Port on 127.0.0.1.")
 @config_options()
 def ui(cfg, port: int) -> None:
     """Browse the runs: `mlflow ui` on the store, bound to 127.0.0.1 only.
@@ -39,7 +41,7 @@ def ui(cfg, port: int) -> None:
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise: browsing needs neither."""
     from sartm import tracking as trk
 
-    trk.init_store(cfg)
+    experiment_id = trk.init_store(cfg)
     command = [
         sys.executable,
         "-m",
@@ -57,6 +59,7 @@ def ui(cfg, port: int) -> None:
         trk.artifact_location(cfg),
     ]
     click.echo(" ".join(command))
+    click.echo(f"runs of {cfg.tracking.experiment!r}: {trk.ui_url(cfg, experiment_id, port=port)}")
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     raise SystemExit(_run_group(command, env))
 

@@ -35,6 +35,16 @@ def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
     if result.get("best_miou") is not None:
         line += f", best {result['selection_split']} mIoU {result['best_miou']:.4f} (epoch {result['best_epoch']})"
     click.echo(line)
+    _echo_run(cfg, result.get("mlflow"))
     if "evaluation" in result:
         ev = result["evaluation"]
         click.echo(f"{cfg.run_id}: {ev['split']} mIoU {ev[ev['split']]['miou']:.4f}")
+        _echo_run(cfg, ev.get("mlflow"))
+
+
+def _echo_run(cfg, logged) -> None:
+    """The MLflow run a step logged: its id and its page in `sartm tracking ui`."""
+    from sartm.tracking import run_line
+
+    if line := run_line(cfg, logged):
+        click.echo(line)

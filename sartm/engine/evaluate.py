@@ -16,6 +16,7 @@ primary result and `best.pt` (selected on test: the authors' protocol) is report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,6 +44,7 @@ SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
 METRIC_KEYS = ("miou", "macc", "mf1", "pixel_acc", "iou", "acc", "f1")
 STAGE_PREFIX = ".tmp-"  # results/eval/<dataset>/.tmp-<run>: the outputs until swapped in
 STAGED_OUTPUTS = ("pred", "features.npz")  # besides metrics.json
+PREDICTION_IMAGES = 4  # prediction PNGs logged to MLflow (all of them stay in pred/)
 
 
 class EvaluationError(SartmError, RuntimeError):
@@ -335,35 +337,84 @@ def evaluate(
 
     The outputs are written to a temporary folder beside the run's and swapped in at the end, so
     an interrupted evaluation leaves the previous outputs as they were."""
-    from sartm import tracking
-
     out_dir = paths.eval_dir(cfg.run_id, results_root)
     stage = out_dir.parent / f"{STAGE_PREFIX}{out_dir.name}"
     shutil.rmtree(stage, ignore_errors=True)  # left by an evaluation killed before
     stage.mkdir(parents=True)
+    opened: list = []  # the evaluation's MLflow run, once open (a failure marks it FAILED)
     try:
-        metrics, mlflow_run_id = _evaluate_into(stage, cfg, checkpoint, split, results_root, quiet)
+        metrics = _evaluate_into(stage, cfg, checkpoint, split, results_root, quiet, opened)
         _swap_in(stage, out_dir)
+        _log_evaluation(opened[0], metrics, out_dir, split)
+    except BaseException:
+        for tracker in opened:
+            with contextlib.suppress(Exception):
+                tracker.end("FAILED")
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    opened[0].end()
     if not quiet:
         print(f"{out_dir / 'metrics.json'}: {split} mIoU {metrics[split]['miou']:.4f}")
+    return metrics
 
+
+def _open_run(cfg: Config, path: Path, state: dict[str, Any], run: _Run, out_dir: Path):
+    """The evaluation's MLflow run: a child of the training job's run (the checkpoint names it),
+    so the training run keeps its own duration and stage; the split as its dataset input."""
+    from sartm import tracking
+
+    split = run.split
     tracker = tracking.start_run(
-        cfg, stage="evaluate", resume_run_id=mlflow_run_id, log_config=False
+        cfg,
+        stage="evaluate",
+        parent_run_id=state.get("mlflow_run_id"),
+        run_name=f"{cfg.run_id} evaluate {split}",
+        tags={"eval_checkpoint": str(path), "eval_split": split, **tracking.EVALUATION_TAGS},
+        note=tracking.run_note(cfg, f"evaluation of `{path}` on {split}, outputs in `{out_dir}`"),
     )
-    flat = {f"{split}_{k}": metrics[split][k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+    if run.device.type == "cuda":  # GPU runs only
+        tracker.start_system_metrics()
+    tracker.log_dataset(run.dataset, "evaluation")
+    return tracker
+
+
+def eval_metrics(metrics: dict[str, Any], split: str) -> dict[str, float]:
+    """metrics.json as MLflow metrics of the evaluation run, under `eval/` (training logs
+    `<split>_miou` per epoch: distinct keys): the scores, per-class IoU, subsets, robustness."""
+    scores = metrics[split]
+    flat = {f"eval/{split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+    for name, iou in zip(metrics["classes"], scores["iou"]):
+        flat[f"eval/{split}_iou/{_metric_name(name)}"] = iou
     if f"{split}_best" in metrics:
         flat.update(
-            {f"{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")}
+            {f"eval/{split}_best_{k}": metrics[f"{split}_best"][k] for k in ("miou", "macc", "mf1")}
         )
     for name, values in {**metrics["subsets"], **metrics["robustness"]}.items():
-        flat[f"{split}_{name}_miou"] = values["miou"]
-    tracker.log_metrics(flat)
+        flat[f"eval/{split}_{name}_miou"] = values["miou"]
+    flat["eval/time_s"] = metrics["eval_time_s"]
+    return flat
+
+
+def _metric_name(text: str) -> str:
+    """MLflow metric names allow letters, digits, `_ - . / :` and spaces."""
+    return "".join(c if c.isalnum() or c in "_-. :" else "_" for c in str(text))
+
+
+def _log_evaluation(tracker, metrics: dict[str, Any], out_dir: Path, split: str) -> None:
+    """Scores (linked to the scored checkpoint: a logged model of the training run), metrics.json
+    and the first few prediction images (small: the run page shows them)."""
+    model_id = tracker.log_model(
+        Path(metrics["checkpoint"]["path"]),
+        source_run_id=tracker.parent_run_id,
+        name=metrics["run_id"],
+        tags={"kind": str(metrics["checkpoint"]["kind"]), "epoch": str(metrics["checkpoint"]["epoch"]),
+              "run_id_path": metrics["run_id"], "preset": metrics["preset"]},
+    )  # fmt: skip
+    tracker.log_metrics(eval_metrics(metrics, split), model_id=model_id)
     tracker.log_artifact(out_dir / "metrics.json", "eval")
-    tracker.set_tags({"eval_checkpoint": metrics["checkpoint"]["path"]})
-    tracker.end()
-    return metrics
+    for png in sorted((out_dir / "pred").glob("*.png"))[:PREDICTION_IMAGES]:
+        tracker.log_artifact(png, "predictions")
 
 
 def _swap_in(stage: Path, out_dir: Path) -> None:
@@ -381,9 +432,9 @@ def _swap_in(stage: Path, out_dir: Path) -> None:
 
 
 def _evaluate_into(
-    stage: Path, cfg: Config, checkpoint, split: str, results_root: Path, quiet: bool
-) -> tuple[dict[str, Any], str | None]:
-    """Write metrics.json and the other outputs into `stage`: (metrics, the MLflow run id)."""
+    stage: Path, cfg: Config, checkpoint, split: str, results_root: Path, quiet: bool, opened: list
+) -> dict[str, Any]:
+    """Write metrics.json and the other outputs into `stage`; the MLflow run goes to `opened`."""
     from sartm.engine import modelio
     from sartm.engine.provenance import provenance
 
@@ -394,6 +445,8 @@ def _evaluate_into(
 
     path = plan[0][1]
     model, state = run.load(path, explicit=explicit)
+    out_dir = paths.eval_dir(cfg.run_id, results_root)
+    opened.append(_open_run(cfg, path, state, run, out_dir))
     scores = run.primary_extras(model, state)
     metrics: dict[str, Any] = {
         "run_id": cfg.run_id,
@@ -436,10 +489,11 @@ def _evaluate_into(
                 else None,
             },
             "provenance": provenance(run.device),
+            "mlflow": {"experiment_id": opened[0].experiment_id, "run_id": opened[0].run_id},
         }
     )
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics, state.get("mlflow_run_id")
+    return metrics
 
 
 def _subset_names(meta: dict[str, Any], split: str) -> list[str]:

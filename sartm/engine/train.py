@@ -51,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from sartm import paths
+from sartm import paths, tracking
 from sartm.config import Config, save_config
 from sartm.data.sampling import SeededSampler
 from sartm.engine import checkpointing as ck
@@ -208,7 +208,7 @@ def _publish(state: dict[str, Any], out_dir: Path, tracker, *, resumed: bool) ->
         tracker.log_history(state["history"])
     else:
         row = state["history"][-1]
-        tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=state["epoch"])
+        tracker.log_metrics(tracking.epoch_metrics(row), step=state["epoch"])
 
 
 def _holds_epoch(path: Path, state: dict[str, Any]) -> bool:
@@ -414,8 +414,6 @@ def train(
 
 
 def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[str, Any]:
-    from sartm import tracking
-
     out_dir = paths.train_dir(cfg.run_id, results_root)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     log = (lambda msg: tqdm.write(msg)) if info.is_main else (lambda msg: None)
@@ -475,8 +473,13 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                 "selection_split": loaders.select_split,
                 "world_size": info.world_size,
             },
+            note=tracking.run_note(cfg, f"training job, outputs in `{out_dir}`"),
         )
         progress.mlflow_run_id = tracker.run_id
+        if device.type == "cuda":  # GPU runs only: on CPUs it would only measure the tests
+            tracker.start_system_metrics(resume=state is not None)
+        tracker.log_dataset(loaders.train_set, "training")
+        tracker.log_dataset(loaders.eval_set, f"model selection ({loaders.select_split})")
         tracker.log_artifact(out_dir / "config.yaml")
         if state is not None:  # finish the last commit's publication, which a kill may have cut
             _publish(state, out_dir, tracker, resumed=True)
@@ -633,6 +636,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
         "params": params,
         "world_size": info.world_size,
         "checkpoints": {"last": str(last_path), "best": str(best_path)},
+        "mlflow": {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id},
     }
     if info.is_main:
         _write_json(out_dir / "train_metrics.json", result)

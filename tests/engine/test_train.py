@@ -94,6 +94,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         def __init__(self, inner):
             self.inner, self.meta, self.transform = inner, inner.meta, inner.transform
 
+        def __getattr__(self, name):  # root, split, rows: what MLflow's dataset input reads
+            return getattr(self.inner, name)
+
         def __len__(self):
             return len(self.inner)
 

@@ -242,12 +242,14 @@ def test_profiles(tmp_path):
     )
     assert "workflow/profiles/default" in local.stdout + local.stderr
     assert "sartm pipeline train --config results/configs/pst900/full.yaml --gpus 0" in local.stdout
-    # the paper preset asks for a GPU; a rule given more GPUs hands them to the training step
+    # the paper preset asks for a GPU; a rule given more GPUs hands them to the training step, and
+    # its threads (8) are not capped at --cores (1 when unset, for remote jobs): the profile's cores
     cluster = snakemake(
-        root, target, "-n", "-p", "--profile", "workflow/profiles/slurm",
-        "--set-resources", "train:gpu=2", "--config", "preset=paper",
+        root, target, "-n", "-p", "--workflow-profile", "workflow/profiles/slurm",
+        "--config", "preset=paper", "--set-resources", "train:gpu=2",
     )  # fmt: skip
-    assert "--gpus 2" in cluster.stdout
+    assert "--gpus 2" in cluster.stdout and "OMP_NUM_THREADS=8" in cluster.stdout
+    assert slurm["slurm-status-command"] == "squeue"  # no accounting database: sacct cannot answer
     paper = snakemake(root, target, "-n", "-p", "--config", "preset=paper")
     assert "--gpus 1" in paper.stdout
 

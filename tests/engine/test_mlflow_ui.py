@@ -1,0 +1,165 @@
+"""The MLflow UI as a user sees it, in a real browser: two tiny ci-preset runs trained and evaluated
+by `sartm train --evaluate`, served by `sartm tracking ui`, opened in headless Chromium (Debian's
+`chromium` and `chromium-driver`, driven by Selenium) at the link the command prints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+import sartm
+from sartm.cli import cli
+from sartm.config import save_config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER),
+        reason="no chromium / chromedriver (Debian: apt-get install chromium chromium-driver)",
+    ),
+]
+RUN_LINK = re.compile(r"^MLflow run (\w+): (http://\S+)$", re.M)
+CELL = """return [...document.querySelectorAll("[row-id='" + arguments[0] + "'] [col-id='"
+                   + arguments[1] + "']")].map(e => e.innerText.trim()).join(" ")"""  # runs table
+HEADERS = "return [...document.querySelectorAll('[role=columnheader]')].map(e => e.innerText)"
+
+
+def _cell(driver, run_id: str, column: str) -> str:
+    """The text of one cell of the runs table (rows carry the run id, cells the column key)."""
+    return driver.execute_script(CELL, run_id, column)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _train_two_runs(cfg_factory, tmp_path) -> dict[str, list[tuple[str, str]]]:
+    """`sartm train --evaluate` for two runs of the ci preset: {run: [(MLflow run id, link)]}."""
+    printed = {}
+    runner = CliRunner()
+    settings = ("train.epochs=1", "train.similarity_epochs=[]", "eval.tsne_pixels=0",
+                "eval.modality_robustness=false")  # fmt: skip
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        for run in ("no-language", "ce-s0"):
+            config_file = tmp_path / f"{run}.yaml"
+            save_config(cfg_factory(*settings, run=run), config_file)
+            result = runner.invoke(
+                cli, ["train", "--config", str(config_file), "--evaluate", "--quiet"]
+            )
+            assert result.exit_code == 0, result.output
+            printed[run] = RUN_LINK.findall(result.output)  # the training run, its evaluation
+            assert len(printed[run]) == 2, result.output
+    return printed
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=2600,1400", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    printed = _train_two_runs(cfg_factory, tmp_path)
+    config_file = tmp_path / "no-language.yaml"
+    port = _free_port()
+    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "sartm", "tracking", "ui", "--config", str(config_file),
+             "--port", str(port)],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    sartm_ui, server = psutil.Process(ui.pid), []
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # bounded wait for the server to answer
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert ui.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "sartm tracking ui did not start in 120 s"
+                time.sleep(1)
+        server = sartm_ui.children(recursive=True)
+        (runs_page,) = re.findall(r"^runs of 'sartm': (\S+)$", log.read_text(), re.M)
+
+        # The runs page as linked: model-training mode (no switching), each training run with its
+        # evaluation under it, and the saved view's metric and preset columns.
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=cfg_factory().tracking.uri)
+        browser.get(runs_page)
+        wait = WebDriverWait(browser, 90, poll_frequency=0.5)
+        names = {}
+        for run, ((train_id, _), (eval_id, _)) in printed.items():
+            names.update({train_id: f"pst900/{run}", eval_id: f"pst900/{run} evaluate test"})
+        wait.until(lambda d: all(_cell(d, i, "attributes.`Run Name`").endswith(n)
+                                 for i, n in names.items()))  # fmt: skip
+        for (train_id, _), (eval_id, _) in printed.values():
+            score = client.get_run(eval_id).data.metrics["eval/test_miou"]
+            assert _cell(browser, eval_id, "metrics.`eval/test_miou`") == repr(score)
+            assert _cell(browser, train_id, "tags.`preset`") == "ci"
+            assert _cell(browser, train_id, "attributes.`Dataset`").startswith("synth-pst900/train")
+        headers = browser.execute_script(HEADERS)
+        assert {"Run Name", "Dataset", "eval/test_miou", "test_miou", "preset"} <= set(headers)
+        sidebar = browser.find_element(By.TAG_NAME, "body").text.split("\n")
+        assert "Runs" in sidebar and "Judges" not in sidebar  # model training, not GenAI
+        (eval_id, eval_link) = printed["ce-s0"][1]
+
+        # The evaluation's page at the link `sartm train` printed: description, dataset,
+        # source, model and per-class scores; then its artifacts.
+        browser.get(eval_link.replace(":5000/", f":{port}/"))
+        body = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731
+        wait.until(lambda d: "eval/test_iou/background" in body(d))
+        for text in ("Read by the report's tables", "synth-pst900/test", "sartm evaluate",
+                     "pst900-ce-s0", "Parent run"):  # fmt: skip
+            assert text in body(browser), text
+        tab = browser.find_element(
+            By.XPATH, "//*[@role='tab' or self::a][normalize-space()='Artifacts']"
+        )
+        tab.click()
+        wait.until(lambda d: "predictions" in body(d) and "Select a file to preview" in body(d))
+        assert "eval" in body(browser).split()
+
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=60)
+        gone, alive = psutil.wait_procs(server, timeout=60)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:  # whatever is left of what this test started, by process (psutil checks the pid)
+        for proc in [sartm_ui, *server]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
