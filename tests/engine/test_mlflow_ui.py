@@ -5,22 +5,15 @@ by `sartm train --evaluate`, served by `sartm tracking ui`, opened in headless C
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 
 import psutil
 import pytest
 from click.testing import CliRunner
+from conftest import start_tracking_ui
 
-import sartm
 from sartm.cli import cli
 from sartm.config import save_config
 
@@ -42,12 +35,6 @@ HEADERS = "return [...document.querySelectorAll('[role=columnheader]')].map(e =>
 def _cell(driver, run_id: str, column: str) -> str:
     """The text of one cell of the runs table (rows carry the run id, cells the column key)."""
     return driver.execute_script(CELL, run_id, column)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _train_two_runs(cfg_factory, tmp_path) -> dict[str, list[tuple[str, str]]]:
@@ -92,28 +79,10 @@ def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
 
     printed = _train_two_runs(cfg_factory, tmp_path)
     config_file = tmp_path / "no-language.yaml"
-    port = _free_port()
-    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
-    env.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "sartm", "tracking", "ui", "--config", str(config_file),
-             "--port", str(port)],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    ui, port = start_tracking_ui(config_file, tmp_path, log)
     sartm_ui, server = psutil.Process(ui.pid), []
     try:
-        deadline = time.monotonic() + 120
-        while True:  # bounded wait for the server to answer
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert ui.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, "sartm tracking ui did not start in 120 s"
-                time.sleep(1)
         server = sartm_ui.children(recursive=True)
         (runs_page,) = re.findall(r"^runs of 'sartm': (\S+)$", log.read_text(), re.M)
 

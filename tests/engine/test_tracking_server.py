@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import psutil
 import pytest
+from conftest import start_tracking_ui
 
-import sartm
 from sartm.config import save_config
 from sartm.engine.train import train
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _call(base: str, path: str, body: dict | None = None) -> dict:
@@ -55,28 +45,10 @@ def test_tracking_ui_serves_the_runs_on_loopback_and_stops_on_sigterm(cfg_factor
     out = train(cfg, results_root=tmp_path / "results", quiet=True)
     config_file = tmp_path / "config.yaml"
     save_config(cfg, config_file)
-    port = _free_port()
+    ui, port = start_tracking_ui(config_file, tmp_path, tmp_path / "ui.log", timeout=90)
     base = f"http://127.0.0.1:{port}"
-    # The subprocess imports the sartm under test, not whichever one the venv has installed.
-    path = [os.path.dirname(os.path.dirname(sartm.__file__)), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "sartm", "tracking", "ui", "--config", str(config_file),
-         "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
     sartm_ui, server = psutil.Process(ui.pid), []
     try:
-        deadline = time.monotonic() + 90
-        while True:  # bounded wait for the server to answer
-            try:
-                urllib.request.urlopen(base + "/health", timeout=2).read()
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert ui.poll() is None, ui.stderr.read().decode()[-3000:]
-                assert time.monotonic() < deadline, "sartm tracking ui did not start in 90 s"
-                time.sleep(1)
         experiment = _call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=sartm")
         experiment_id = experiment["experiment"]["experiment_id"]
         runs = _call(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})
