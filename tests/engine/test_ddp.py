@@ -15,13 +15,13 @@ augmentation, then checks two things:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch.nn.functional as F
+from conftest import free_port
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sartm.config import save_config
@@ -53,17 +53,11 @@ def _fixed_bn_forward(self, x):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(entry: list[str], config_file, workdir) -> dict:
     workdir.mkdir()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
         *entry, "train", "--config", str(config_file), "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
