@@ -7,12 +7,17 @@ experiment with an explicit absolute `file://` artifact location (never MLflow's
 `./mlruns`). Writes that still meet `database is locked` are retried with back-off.
 
 The orchestrators never read run ids: files are the contract between steps; MLflow is the lab
-notebook. The run name is the run's path in `results/` (`cfg.run_id`, e.g. `pst900/full`).
+notebook. The run name is the run's path in `results/<preset>/` (`cfg.run_id`, e.g.
+`pst900/full`). Each preset logs into an experiment of its own (`tracking.experiment:
+"sartm-{preset}"` in params.yaml: `sartm-demo`, `sartm-ci`, `sartm-paper`), so that the demo's
+`pst900/full` and the ci preset's are never two runs of one name in one experiment.
 
 What the MLflow UI shows (MLflow 3): the experiment is tagged as model training
 (`mlflow.experimentKind`) and carries a description, a primary metric and a saved view
 ("sartm: results": the preset and mIoU columns; MLflow shows no metric column by default). The
-links sartm prints (`ui_url`) open the runs in model-training mode on that view. Each training
+links sartm prints (`ui_url`) open the runs in model-training mode on that view (the UI does not
+remember a link's mode, nor read the tag: opened without the link, MLflow 3.17 is in GenAI mode
+until its sidebar switch is set once; no server setting changes that default). Each training
 job is one run (a resume reopens it); each evaluation is a child run of it (`mlflow.parentRunId`,
 `mlflow.runType=evaluation`, which the UI shows expanded under its parent) with `eval/...`
 metrics, per-class IoU, its dataset split as an input, prediction images and the scored
@@ -28,6 +33,7 @@ import math
 import os
 import re
 import shutil
+import string
 import tempfile
 import time
 import warnings
@@ -54,24 +60,68 @@ EVALUATION_TAGS = {"mlflow.runType": "evaluation"}  # the UI expands such runs' 
 VIEW_TAG = f"mlflow.sharedViewState.{RESULTS_VIEW}"
 RESULTS_COLUMNS = ("tags.`preset`", "metrics.`test_miou`", "metrics.`val_miou`",
                    "metrics.`eval/test_miou`")  # fmt: skip
-EXPERIMENT_NOTE = """SARTM training and evaluation runs of this project.
+EXPERIMENT_FIELDS = ("preset",)  # the placeholders tracking.experiment may hold
+EXPERIMENT_NOTE = """SARTM training and evaluation runs of this project{of_preset}.
 
-* One run per training job, named after its results folder (`results/train/<dataset>/<run>`):
-  config as params, per-epoch metrics, the training split as its dataset input.
+* One run per training job, named after its run id (`<dataset>/<run>`, as in its folder
+  `results/<preset>/train/<dataset>/<run>`): config as params, per-epoch metrics, the training
+  split as its dataset input.
 * Each evaluation is a child run of its training job (shown under it): `eval/...` metrics,
   per-class IoU, subset and modality-robustness scores, prediction images, and the scored
   checkpoint as a logged model. A run's description names the report tables that read it.
 * The `preset` tag says which preset (demo / ci / paper) produced a run; runs tagged
   `synthetic=true` used synthetic stand-in data and are not comparable to the paper.
 * The saved view "sartm: results" (the Views menu) adds the preset and mIoU columns.
-* `sartm tracking ui` prints a link that opens these runs in "Model training" mode on that view;
-  otherwise pick "Model training" at the top of the sidebar (the browser remembers it)."""
+* `sartm tracking ui` prints a link that opens these runs in "Model training" mode on that view.
+  Opened otherwise, MLflow starts in GenAI mode: pick "Model training" at the top of the sidebar
+  once (the browser remembers that choice, not the link's)."""
 T = TypeVar("T")
 _initialised: dict[tuple[str, str], str] = {}
 
 
 class TrackingError(SartmError, RuntimeError):
-    """The tracking store cannot be reached or initialised."""
+    """The tracking store cannot be reached or initialised, or its settings are wrong."""
+
+
+def _experiment_parts(template: str) -> list[tuple[str, str | None]]:
+    """`tracking.experiment` as (literal text, placeholder or None) pairs; a placeholder other than
+    those of EXPERIMENT_FIELDS is a TrackingError that names the setting."""
+    where = f"params.yaml: tracking.experiment {template!r}"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone { or }
+        raise TrackingError(
+            f"{where}: {exc}; the only placeholder is {{preset}}, and {{{{ and }}}} stand for "
+            "literal braces"
+        ) from None
+    parts = []
+    for literal, field, spec, conversion in parsed:
+        if field is not None and (field not in EXPERIMENT_FIELDS or spec or conversion):
+            written = (
+                field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            )
+            raise TrackingError(
+                f"{where}: unknown placeholder {{{written}}}; the only one is {{preset}} "
+                '(e.g. "sartm-{preset}": one experiment per preset)'
+            )
+        parts.append((literal, field))
+    return parts
+
+
+def experiment_name(cfg: Config) -> str:
+    """The run's MLflow experiment: params.yaml's `tracking.experiment` with `{preset}` replaced
+    by the run's preset (`sartm-{preset}` -> `sartm-ci`); a name without it stays as written."""
+    values = {"preset": cfg.preset}
+    return "".join(
+        t + (values[f] if f else "") for t, f in _experiment_parts(cfg.tracking.experiment)
+    )
+
+
+def experiment_preset(cfg: Config) -> str | None:
+    """The preset whose runs alone the run's experiment holds, None when its name has no
+    `{preset}` (one experiment for all presets)."""
+    fields = {f for _, f in _experiment_parts(cfg.tracking.experiment)}
+    return cfg.preset if "preset" in fields else None
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -126,7 +176,7 @@ def init_store(cfg: Config) -> str:
     process, which may run the schema migrations, happens under a file lock beside the database.
     """
     uri = tracking_uri(cfg)
-    key = (uri, cfg.tracking.experiment)
+    key = (uri, experiment_name(cfg))
     if key in _initialised:
         return _initialised[key]
     db = sqlite_path(uri)
@@ -143,17 +193,16 @@ def init_store(cfg: Config) -> str:
 def _get_or_create_experiment(uri: str, cfg: Config) -> str:
     from mlflow.exceptions import MlflowException
 
+    name, preset = experiment_name(cfg), experiment_preset(cfg)
     try:
         client = _client(uri)
-        found = with_retry(client.get_experiment_by_name, cfg.tracking.experiment)
+        found = with_retry(client.get_experiment_by_name, name)
         if found is None:
             experiment_id = with_retry(
-                client.create_experiment,
-                cfg.tracking.experiment,
-                artifact_location=artifact_location(cfg),
+                client.create_experiment, name, artifact_location=artifact_location(cfg)
             )
             found = with_retry(client.get_experiment, experiment_id)
-        for key, value in _missing_experiment_tags(found.tags).items():
+        for key, value in _missing_experiment_tags(found.tags, preset).items():
             with_retry(client.set_experiment_tag, found.experiment_id, key, value)
         return found.experiment_id
     except MlflowException as exc:
@@ -166,9 +215,10 @@ def results_view_state() -> dict[str, Any]:
     return {"selectedColumns": [*defaults, *RESULTS_COLUMNS]}
 
 
-def experiment_tags() -> dict[str, str]:
-    """What the MLflow UI reads from the experiment: kind, description, primary metric, and the
-    saved view (`mlflow.sharedViewState.<id>`, the envelope MLflow's "Save view" writes)."""
+def experiment_tags(preset: str | None = None) -> dict[str, str]:
+    """What the MLflow UI reads from the experiment: kind, description (naming `preset`, the one
+    preset whose runs it holds, if given), primary metric, and the saved view
+    (`mlflow.sharedViewState.<id>`, the envelope MLflow's "Save view" writes)."""
     from mlflow.utils.mlflow_tags import (
         MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER,
         MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME,
@@ -180,19 +230,21 @@ def experiment_tags() -> dict[str, str]:
             "state": json.dumps(results_view_state())}  # fmt: skip
     return {
         KIND_TAG: EXPERIMENT_KIND,
-        MLFLOW_RUN_NOTE: EXPERIMENT_NOTE,
+        MLFLOW_RUN_NOTE: EXPERIMENT_NOTE.format(of_preset=f", preset `{preset}`" if preset else ""),
         MLFLOW_EXPERIMENT_PRIMARY_METRIC_NAME: PRIMARY_METRIC,
         MLFLOW_EXPERIMENT_PRIMARY_METRIC_GREATER_IS_BETTER: "True",
         VIEW_TAG: json.dumps(view),
     }
 
 
-def _missing_experiment_tags(current: Mapping[str, str]) -> dict[str, str]:
+def _missing_experiment_tags(
+    current: Mapping[str, str], preset: str | None = None
+) -> dict[str, str]:
     """The experiment tags to set: those absent, a kind the UI only inferred, and our saved view
     when this version of sartm defines it otherwise. A kind or a description someone chose in
     the UI is kept."""
     out = {}
-    for key, value in experiment_tags().items():
+    for key, value in experiment_tags(preset).items():
         old = current.get(key)
         if old is None:
             out[key] = value
@@ -215,7 +267,8 @@ def ui_url(cfg: Config, experiment_id: str, run_id: str | None = None, port: int
     """The MLflow UI page of the experiment (opened on the saved results view) or of one run:
     on `sartm tracking ui`'s address, or on the tracking server when the URI is one. The link
     sets the UI's mode to model training: MLflow 3.17's UI takes its mode from the URL or from
-    the sidebar's GenAI / Model training switch (default GenAI), not from the experiment tag."""
+    the sidebar's GenAI / Model training switch (default GenAI), not from the experiment tag, and
+    keeps only the switch's choice (localStorage `mlflow.workflowType_v1`), not the URL's."""
     uri = tracking_uri(cfg)
     remote = uri.startswith(("http://", "https://"))
     base = uri.rstrip("/") if remote else f"http://127.0.0.1:{port}"
@@ -239,7 +292,7 @@ def report_readers(cfg: Config) -> list[str]:
     """Titles of the report tables that read this run's results (experiments.yaml resolved against
     the project's params.yaml for the run's preset, as the report does); [] for other runs."""
     from sartm import config as cfgmod
-    from sartm.report import runs
+    from sartm import runs
 
     try:
         params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")

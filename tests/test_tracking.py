@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -15,16 +16,17 @@ from sartm import config as cfgmod
 from sartm import tracking
 
 
-def _cfg(tmp_path, run="full", dataset="pst900"):
+def _cfg(tmp_path, run="full", dataset="pst900", preset="ci", *overrides):
     params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")
     return cfgmod.resolve(
         params,
         dataset=dataset,
         run=run,
-        preset="ci",
+        preset=preset,
         overrides=[
             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
             f"tracking.artifact_root={tmp_path / 'artifacts'}",
+            *overrides,
         ],
     )
 
@@ -38,7 +40,7 @@ def test_store_init_run_logging_and_env_override(tmp_path, monkeypatch):
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     experiment = client.get_experiment(experiment_id)
-    assert experiment.name == cfg.tracking.experiment
+    assert experiment.name == tracking.experiment_name(cfg) == "sartm-ci"
     assert experiment.artifact_location == (tmp_path / "artifacts").resolve().as_uri()
 
     run = tracking.start_run(cfg, stage="train", tags={"git_commit": "abc"})
@@ -131,6 +133,103 @@ def test_retry_on_a_real_database_is_locked(tmp_path):
     engine.dispose()
 
 
+def test_one_experiment_per_preset(tmp_path, monkeypatch):
+    """The demo's pst900/full and the ci preset's: one run each, in experiments of their own."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    demo, ci = _cfg(tmp_path, preset="demo"), _cfg(tmp_path, preset="ci")
+    assert demo.run_id == ci.run_id == "pst900/full"
+    runs = {}
+    for cfg in (demo, ci):
+        run = tracking.start_run(cfg, stage="train", log_config=False)
+        run.log_metrics({"miou": 0.5 if cfg is demo else 0.25}, step=1)
+        run.end()
+        runs[cfg.preset] = run
+    client = MlflowClient(tracking_uri=ci.tracking.uri)
+    names = {e.name: e.experiment_id for e in client.search_experiments()}
+    assert {"sartm-demo", "sartm-ci"} <= set(names) and "sartm" not in names
+    for preset, run in runs.items():
+        experiment_id = names[f"sartm-{preset}"]
+        assert run.experiment_id == experiment_id
+        (only,) = client.search_runs([experiment_id])  # the other preset's run is not here
+        assert only.info.run_id == run.run_id and only.info.run_name == "pst900/full"
+        assert only.data.tags["preset"] == preset
+        assert only.data.metrics["miou"] == (0.5 if preset == "demo" else 0.25)
+        note = client.get_experiment(experiment_id).tags["mlflow.note.content"]
+        assert note.startswith(
+            f"SARTM training and evaluation runs of this project, preset `{preset}`."
+        )
+
+    # A later ci run resumes in its own experiment; a demo run id is no run of the ci experiment.
+    assert tracking.start_run(ci, stage="train", resume_run_id=runs["ci"].run_id).run_id == (
+        runs["ci"].run_id
+    )
+    fresh = tracking.start_run(ci, stage="train", resume_run_id=runs["demo"].run_id)
+    assert fresh.run_id != runs["demo"].run_id and fresh.experiment_id == names["sartm-ci"]
+    assert len(client.search_runs([names["sartm-demo"]])) == 1
+
+    # A name without the placeholder is one experiment for every preset, as written.
+    plain = [
+        _cfg(tmp_path, "full", "pst900", p, "tracking.experiment=shared") for p in ("demo", "ci")
+    ]
+    assert {tracking.experiment_name(c) for c in plain} == {"shared"}
+    assert tracking.init_store(plain[0]) == tracking.init_store(plain[1])
+    tags = client.get_experiment(tracking.init_store(plain[0])).tags
+    assert tags["mlflow.note.content"].startswith(
+        "SARTM training and evaluation runs of this project."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("sartm-{foo}", "{foo}"), ("{preset}-{run}", "{run}"), ("x-{preset!r}", "{preset!r}"),
+     ("x-{}", "{}"), ("sartm-{preset", "")],
+)  # fmt: skip
+def test_an_unknown_placeholder_in_the_experiment_name_is_one_clear_error(tmp_path, name, shown):
+    cfg = _cfg(tmp_path, "full", "pst900", "ci", f"tracking.experiment='{name}'")
+    assert cfg.tracking.experiment == name
+    for call in (tracking.experiment_name, tracking.init_store):
+        with pytest.raises(tracking.TrackingError) as raised:
+            call(cfg)
+        message = str(raised.value)
+        assert message.startswith(f"params.yaml: tracking.experiment {name!r}: ")
+        assert shown in message and "{preset}" in message
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store is touched
+
+
+def test_tracking_init_prints_the_presets_experiment(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sartm.cli import cli
+
+    monkeypatch.delenv(tracking.ENV_URI, raising=False)
+    settings = ["--set", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                "--set", f"tracking.artifact_root={tmp_path / 'artifacts'}"]  # fmt: skip
+    params = str(cfgmod.PROJECT_ROOT / "params.yaml")
+    ids = {}
+    for preset in ("demo", "paper"):
+        result = CliRunner().invoke(
+            cli, ["tracking", "init", "--params", params, "--preset", preset, *settings]
+        )
+        assert result.exit_code == 0, result.output
+        (ids[preset],) = re.findall(
+            rf"^experiment 'sartm-{preset}' \(id (\w+)\)$", result.output, re.M
+        )
+        assert f"/#/experiments/{ids[preset]}/runs?workflowType=machine_learning" in result.output
+    assert ids["demo"] != ids["paper"]
+    bad = CliRunner().invoke(
+        cli,
+        ["tracking", "init", "--params", params, *settings, "--set", "tracking.experiment=a-{b}"],
+    )
+    assert bad.exit_code != 0
+    (line,) = bad.output.strip().splitlines()  # the one-line error of a SartmError
+    assert line.endswith(
+        "params.yaml: tracking.experiment 'a-{b}': unknown placeholder {b}; the only one is "
+        '{preset} (e.g. "sartm-{preset}": one experiment per preset)'
+    ), line
+
+
 def test_experiment_tags_the_ui_reads(tmp_path):
     """Model-training kind, description, primary metric and the saved "sartm: results" view
     (the envelope MLflow's UI writes); a kind someone chose is kept, one the UI inferred is not."""
@@ -202,7 +301,7 @@ def test_links_and_the_tables_that_read_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv(tracking.ENV_URI, "http://mlflow.lab:8080/")
     assert tracking.ui_url(cfg, "3", "abc").startswith("http://mlflow.lab:8080/#/experiments/3/")
 
-    from sartm.report import runs
+    from sartm import runs
 
     readers = tracking.report_readers(cfg)  # pst900/full of the ci preset
     assert runs.item_spec("t1")[1]["title"] in readers  # Table I: PST900 per-class

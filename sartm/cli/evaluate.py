@@ -1,4 +1,4 @@
-"""`sartm evaluate`: score a trained run and write results/eval/<dataset>/<run>/metrics.json."""
+"""`sartm evaluate`: score a trained run; writes results/<preset>/eval/<dataset>/<run>/metrics.json."""
 
 from __future__ import annotations
 

@@ -9,6 +9,10 @@ from pathlib import Path
 import click
 
 from sartm import config as cfgmod
+from sartm import paths
+from sartm.pipeline import configs as run_configs
+from sartm.pipeline import dvcgen
+from sartm.pipeline.plan import Plan
 
 
 @click.group()
@@ -34,7 +38,7 @@ def _snakemake(args: list[str]) -> int:
     "--report/--no-report",
     "make_report",
     default=True,
-    help="Also build the browsable report results/report.zip.",
+    help="Also build the browsable report results/<preset>/report.zip.",
 )
 @click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
 def demo(cores: str, preset: str, make_report: bool, snakemake_args: tuple[str, ...]) -> None:
@@ -50,17 +54,23 @@ def demo(cores: str, preset: str, make_report: bool, snakemake_args: tuple[str, 
         and "--dry-run" not in snakemake_args
         and "-n" not in snakemake_args
     ):
-        code = _snakemake(["--report", "results/report.zip", *common])
+        code = _snakemake(["--report", str(paths.report_file(paths.results_root(preset))), *common])
     if code:
         raise SystemExit(code)
 
 
 @pipeline.command("report")
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
-@click.option("--out", default="results/report.zip", help="Report file (.zip or .html).")
-def report_cmd(preset: str | None, out: str) -> None:
+@click.option(
+    "--out",
+    default=None,
+    help="Report file (.zip or .html) [default: results/<preset>/report.zip].",
+)
+def report_cmd(preset: str | None, out: str | None) -> None:
     """Build Snakemake's browsable report of every table and figure (after a run)."""
-    args = ["--report", out] + (["--config", f"preset={preset}"] if preset else [])
+    preset = preset or cfgmod.load_params()["preset"]
+    out = out or str(paths.report_file(paths.results_root(preset)))
+    args = ["--report", out, "--config", f"preset={preset}"]
     code = _snakemake(args)
     if code:
         raise SystemExit(code)
@@ -72,8 +82,6 @@ def report_cmd(preset: str | None, out: str) -> None:
 @click.option("--check", is_flag=True, help="Only check that --out is up to date (exit 1 if not).")
 def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
     """Write dvc.yaml from params.yaml (the same stages and paths as the Snakefile)."""
-    from sartm.report import dvcgen
-
     params = cfgmod.load_params(params_path)
     try:
         if check:
@@ -87,17 +95,31 @@ def dvc_yaml(params_path: Path, out: Path, check: bool) -> None:
     click.echo(f"{out}: {len(dvcgen.stages(params))} stages")
 
 
+@pipeline.command("dvc-lock")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+def dvc_lock(params_path: Path) -> None:
+    """Record in dvc.lock what Snakemake made, so that `dvc repro` has nothing to redo.
+
+    Snakemake runs it after every successful run of the preset dvc.yaml was generated for."""
+    params = cfgmod.load_params(params_path)
+    try:
+        done = dvcgen.record_lock(params)
+    except dvcgen.DvcGenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"dvc.lock: {len(done)} of {len(dvcgen.stages(params))} stages recorded")
+
+
 @pipeline.command("jobs")
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
 def jobs(params_path: Path, preset: str | None) -> None:
     """The training jobs of the run list: run id, config hash, and the runs each one serves."""
-    params = cfgmod.load_params(params_path)
+    plan = Plan(cfgmod.load_params(params_path), preset or "")
     served: dict[str, list[str]] = {}
-    for i in range(cfgmod.seed_count(params, preset)):
-        for name, run_id in cfgmod.run_aliases(params, preset, seed_index=i).items():
+    for aliases in plan.aliases:
+        for name, run_id in aliases.items():
             served.setdefault(run_id, []).append(name)
-    for cfg in cfgmod.pipeline_runs(params, preset):
+    for cfg in plan.jobs.values():
         names = sorted(set(served.get(cfg.run_id, [])))
         click.echo(f"{cfg.run_id}\t{cfg.hash()}\t{cfg.data.dataset}\t{', '.join(names)}")
 
@@ -109,19 +131,17 @@ def jobs(params_path: Path, preset: str | None) -> None:
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
 def configs(params_path: Path, preset: str | None) -> None:
-    """Write results/configs/<run_id>.yaml for every training job (only where it changed).
+    """Write results/<preset>/configs/<run_id>.yaml for every job (only where it changed).
 
     The first stage of dvc.yaml: it refuses to go on when dvc.yaml was generated for other jobs
     (another preset in params.yaml), since DVC would then run the wrong stage graph."""
-    from sartm.report import dvcgen, stages
-
     params = cfgmod.load_params(params_path)
     if preset is None and dvcgen.DVC_FILE.is_file() and dvcgen.is_stale(params):
         raise click.ClickException(
             f"{dvcgen.DVC_FILE} does not match preset {params['preset']!r} of {params_path} "
             "(each preset has its own jobs): run `sartm pipeline dvc-yaml`, then `dvc repro`"
         )
-    written = stages.write_configs(params, preset)
+    written = run_configs.write_configs(Plan(params, preset or ""))
     changed = [p for p, rewritten in written.items() if rewritten]
     for path in changed:
         click.echo(f"{path}: written")
@@ -136,54 +156,10 @@ def configs(params_path: Path, preset: str | None) -> None:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="[default: results/configs/<RUN_ID>.yaml]",
+    help="[default: results/<preset>/configs/<RUN_ID>.yaml]",
 )
 def config_cmd(run_id: str, params_path: Path, preset: str | None, out: Path | None) -> None:
     """Write the resolved configuration of one training job (what `sartm train --config` reads)."""
-    from sartm.report import stages
-
-    cfg, path = stages.write_config(run_id, cfgmod.load_params(params_path), preset, out)
+    plan = Plan(cfgmod.load_params(params_path), preset or "")
+    cfg, path = run_configs.write_config(plan, run_id, out)
     click.echo(f"{path}: {cfg.run_id}, preset {cfg.preset}, config hash {cfg.hash()}")
-
-
-@pipeline.command("train")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, path_type=Path),
-    required=True,
-    help="The job's resolved configuration (results/configs/...).",
-)
-@click.option("--gpus", default=0, help="GPUs given to the job: more than one runs torchrun.")
-def train_cmd(config_path: Path, gpus: int) -> None:
-    """Train one job of the pipeline: resume an interrupted run, start over a superseded one."""
-    import os
-
-    from sartm.report import stages
-
-    command = stages.train_command(config_path, gpus)
-    click.echo(" ".join(command[1:]), err=True)
-    sys.stdout.flush()
-    os.execv(command[0], command)
-
-
-@pipeline.command("data")
-@click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
-@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
-@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
-def data_stage(dataset: str, params_path: Path, preset: str | None) -> None:
-    """Make the data source the preset maps DATASET to (synthesise, or download + prepare)."""
-    from sartm.report import stages
-
-    click.echo(stages.prepare_data(dataset, cfgmod.load_params(params_path), preset))
-
-
-@pipeline.command("text")
-@click.argument("dataset", type=click.Choice(cfgmod.LOGICAL_DATASETS))
-@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
-@click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
-def text_stage(dataset: str, params_path: Path, preset: str | None) -> None:
-    """Build DATASET's CLIP text cache when one of its runs distils language (loss.w3 > 0)."""
-    from sartm.report import stages
-
-    click.echo(stages.embed_text(dataset, cfgmod.load_params(params_path), preset))

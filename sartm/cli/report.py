@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from sartm import config as cfgmod
-from sartm import paths
+from sartm import paths, runs
+from sartm.report.results import ReportError, write_scores
 
 
 @click.group()
 def report() -> None:
-    """Tables, figures and the summary from results/eval/<dataset>/<run>/metrics.json."""
+    """Tables, figures and the summary from results/<preset>/eval/<dataset>/<run>/metrics.json."""
 
 
 def _options(func: Callable) -> Callable:
@@ -38,8 +39,8 @@ def _options(func: Callable) -> Callable:
             "--results",
             "results_root",
             type=click.Path(path_type=Path),
-            default=paths.RESULTS,
-            help="Results folder (results/eval/<run>/metrics.json).",
+            default=None,
+            help="The preset's results folder [default: results/<preset>].",
         ),
     ]
     for option in reversed(options):
@@ -47,26 +48,27 @@ def _options(func: Callable) -> Callable:
     return func
 
 
-def _mapping(
-    names: list[str], run_options: tuple[str, ...], params_path: Path, preset: str | None
-) -> dict[str, list[str]]:
-    from sartm.report import runs
+class _Reading:
+    """What one report command reads: params.yaml, the preset and its results folder."""
 
-    if run_options:
-        return runs.parse_run_options(run_options)
-    params = cfgmod.load_params(params_path)
-    out: dict[str, list[str]] = {}
-    for name in names:
-        out.update(runs.item_jobs(name, params, preset))
-    return out
+    def __init__(self, params_path: Path, preset: str | None, results_root: Path | None):
+        self.params = cfgmod.load_params(params_path)
+        self.preset = preset or self.params["preset"]
+        self.results = results_root or paths.results_root(self.preset)
+
+    def mapping(self, names: list[str], run_options: tuple[str, ...]) -> dict[str, list[str]]:
+        if run_options:
+            return runs.parse_run_options(run_options)
+        out: dict[str, list[str]] = {}
+        for name in names:
+            out.update(runs.item_jobs(name, self.params, self.preset))
+        return out
 
 
 def _guard(action: Callable[[], list[Path]]) -> list[Path]:
-    from sartm.report.runs import ReportError
-
     try:
         return action()
-    except (ReportError, cfgmod.ConfigError, ValueError) as exc:
+    except (ReportError, runs.RunListError, cfgmod.ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -76,27 +78,29 @@ def _guard(action: Callable[[], list[Path]]) -> list[Path]:
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=paths.tables_dir(),
-    help="Folder for <name>.md, .csv, .tex and .html.",
+    default=None,
+    help="Folder for <name>.md, .csv, .tex and .html [default: results/<preset>/tables].",
 )
 def tables_cmd(
     names: tuple[str, ...],
     run_options: tuple[str, ...],
     params_path: Path,
     preset: str | None,
-    results_root: Path,
-    out: Path,
+    results_root: Path | None,
+    out: Path | None,
 ) -> None:
     """Write the tables NAMES (default: all of them: t1-t8 and ours)."""
-    from sartm.report import runs, tables
+    from sartm.report import tables  # pandas and matplotlib: 1.7 s on every `sartm` command
 
-    chosen = list(names) or runs.table_names(cfgmod.load_params(params_path), preset)
+    reading = _Reading(params_path, preset, results_root)
+    chosen = list(names) or runs.table_names(reading.params, reading.preset)
+    out = out or paths.tables_dir(reading.results)
 
     def make() -> list[Path]:
         written = []
         for name in chosen:
-            mapping = _mapping([name], run_options, params_path, preset)
-            written += tables.make(name, mapping, results_root=results_root, out_dir=out)
+            mapping = reading.mapping([name], run_options)
+            written += tables.make(name, mapping, results_root=reading.results, out_dir=out)
         return written
 
     for path in _guard(make):
@@ -116,29 +120,31 @@ def tables_cmd(
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=paths.figures_dir(),
-    help="Folder for <name>.png and .pdf.",
+    default=None,
+    help="Folder for <name>.png and .pdf [default: results/<preset>/figures].",
 )
 def figures_cmd(
     names: tuple[str, ...],
     run_options: tuple[str, ...],
     params_path: Path,
     preset: str | None,
-    results_root: Path,
+    results_root: Path | None,
     data_root: Path,
-    out: Path,
+    out: Path | None,
 ) -> None:
     """Draw the figures NAMES (default: all: f4-f8 and the training curves)."""
-    from sartm.report import figures, runs
+    from sartm.report import figures  # matplotlib: see tables_cmd
 
-    chosen = list(names) or runs.figure_names(cfgmod.load_params(params_path), preset)
+    reading = _Reading(params_path, preset, results_root)
+    chosen = list(names) or runs.figure_names(reading.params, reading.preset)
+    out = out or paths.figures_dir(reading.results)
 
     def make() -> list[Path]:
         written = []
         for name in chosen:
-            mapping = _mapping([name], run_options, params_path, preset)
+            mapping = reading.mapping([name], run_options)
             written += figures.make(
-                name, mapping, results_root=results_root, data_root=data_root, out_dir=out
+                name, mapping, results_root=reading.results, data_root=data_root, out_dir=out
             )
         return written
 
@@ -151,26 +157,32 @@ def figures_cmd(
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=paths.RESULTS / "summary.md",
-    help="The summary file.",
+    default=None,
+    help="The Markdown summary; summary.html and scores.json are written beside it "
+    "[default: results/<preset>/summary.md].",
 )
 def summary_cmd(
     run_options: tuple[str, ...],
     params_path: Path,
     preset: str | None,
-    results_root: Path,
-    out: Path,
+    results_root: Path | None,
+    out: Path | None,
 ) -> None:
-    """Write the paper-vs-reproduction summary (headline numbers, flagged rows marked)."""
-    from sartm.report import runs, summary
+    """Write the paper-vs-reproduction summary (headline numbers, flagged rows marked), and
+    scores.json beside it (every job's test mIoU, DVC's metrics file)."""
+    from sartm.report import summary  # see tables_cmd
+
+    reading = _Reading(params_path, preset, results_root)
+    out = out or paths.summary_file(reading.results)
 
     def make() -> list[Path]:
         if run_options:
             mapping = runs.parse_run_options(run_options)
         else:
-            params = cfgmod.load_params(params_path)
-            mapping = runs.job_map(summary.summary_runs(), params, preset)
-        return [summary.write(mapping, results_root=results_root, out=out)]
+            mapping = runs.job_map(runs.summary_runs(), reading.params, reading.preset)
+        written = summary.write(mapping, results_root=reading.results, out=out)
+        scores = write_scores(mapping, reading.results, out.with_name("scores.json"))
+        return [*summary.files(written), scores]
 
     for path in _guard(make):
         click.echo(path)
@@ -181,7 +193,6 @@ def summary_cmd(
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")
 def list_cmd(params_path: Path, preset: str | None) -> None:
     """Every table and figure, and the training jobs it reads."""
-    from sartm.report import runs
 
     def show() -> list[Path]:
         params = cfgmod.load_params(params_path)

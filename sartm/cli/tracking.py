@@ -26,7 +26,7 @@ def init(cfg) -> None:
 
     experiment_id = trk.init_store(cfg)
     click.echo(f"tracking store {trk.tracking_uri(cfg)}")
-    click.echo(f"experiment {cfg.tracking.experiment!r} (id {experiment_id})")
+    click.echo(f"experiment {trk.experiment_name(cfg)!r} (id {experiment_id})")
     click.echo(f"artifacts {trk.artifact_location(cfg)}")
     click.echo(f"browse with `sartm tracking ui`: {trk.ui_url(cfg, experiment_id)}")
 
@@ -59,7 +59,7 @@ def ui(cfg, port: int) -> None:
         trk.artifact_location(cfg),
     ]
     click.echo(" ".join(command))
-    click.echo(f"runs of {cfg.tracking.experiment!r}: {trk.ui_url(cfg, experiment_id, port=port)}")
+    click.echo(f"runs of {trk.experiment_name(cfg)!r}: {trk.ui_url(cfg, experiment_id, port=port)}")
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     raise SystemExit(_run_group(command, env))
 

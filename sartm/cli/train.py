@@ -18,17 +18,32 @@ from sartm.cli.common import config_options
     "--no-resume starts over.",
 )
 @click.option(
+    "--restart-if-changed",
+    "restart_changed",
+    is_flag=True,
+    help="Start over when last.pt holds another configuration (default: refuse). "
+    "Snakemake and DVC pass it: a job reruns exactly when its configuration changed.",
+)
+@click.option(
     "--evaluate",
     "evaluate_after",
     is_flag=True,
     help="Evaluate the final checkpoint(s) in the same process afterwards.",
 )
 @click.option("--quiet", is_flag=True, help="One log line per epoch instead of progress bars.")
-def train(cfg, resume: bool | None, evaluate_after: bool, quiet: bool) -> None:
-    """Train a run; writes results/train/<dataset>/<run>/ (checkpoints, history, config)."""
+def train(
+    cfg, resume: bool | None, restart_changed: bool, evaluate_after: bool, quiet: bool
+) -> None:
+    """Train a run; writes results/<preset>/train/<dataset>/<run>/ (checkpoints, history)."""
     from sartm.engine.train import train as run_training
 
-    result = run_training(cfg, resume=resume, evaluate_after=evaluate_after, quiet=quiet)
+    result = run_training(
+        cfg,
+        resume=resume,
+        restart_changed=restart_changed,
+        evaluate_after=evaluate_after,
+        quiet=quiet,
+    )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
     line = f"{cfg.run_id}: {result['epochs']} epochs in {result['train_time_s']:.1f} s"

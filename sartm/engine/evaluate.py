@@ -42,8 +42,8 @@ from sartm.errors import SartmError
 
 SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
 METRIC_KEYS = ("miou", "macc", "mf1", "pixel_acc", "iou", "acc", "f1")
-STAGE_PREFIX = ".tmp-"  # results/eval/<dataset>/.tmp-<run>: the outputs until swapped in
-STAGED_OUTPUTS = ("pred", "features.npz")  # besides metrics.json
+STAGE_PREFIX = ".tmp-"  # eval/<dataset>/.tmp-<run>: the outputs until swapped in
+STAGED_OUTPUTS = (paths.PREDICTIONS, paths.FEATURES)  # besides metrics.json
 PREDICTION_IMAGES = 4  # prediction PNGs logged to MLflow (all of them stay in pred/)
 
 
@@ -196,7 +196,7 @@ def _checkpoint_plan(
     if checkpoint is not None:
         return [("", Path(checkpoint))]
     folder = paths.train_dir(cfg.run_id, results_root)
-    last, best = folder / "last.pt", folder / "best.pt"
+    last, best = folder / paths.LAST, folder / paths.BEST
     if not last.is_file():
         raise EvaluationError(
             f"{last}: no checkpoint; train the run first (sartm train --run {cfg.run_id})"
@@ -285,7 +285,9 @@ class _Run:
             for sample_id, pred in zip(ids, preds):
                 if len(saved) < cfg.eval.save_predictions:
                     save_palette_png(
-                        pred, state["palette"], self.out_dir / "pred" / f"{sample_id}.png"
+                        pred,
+                        state["palette"],
+                        self.out_dir / paths.PREDICTIONS / f"{sample_id}.png",
                     )
                     saved.append(sample_id)
 
@@ -312,7 +314,7 @@ class _Run:
                 seed=cfg.train.seed,
             )
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            np.savez(self.out_dir / "features.npz", classes=np.array(self.classes), **features)
+            np.savez(self.out_dir / paths.FEATURES, classes=np.array(self.classes), **features)
         return out
 
 
@@ -330,13 +332,15 @@ def evaluate(
     checkpoint: str | Path | None = None,
     split: str = "test",
     *,
-    results_root: Path = paths.RESULTS,
+    results_root: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Score the run's checkpoint(s) on `split`; write and return metrics.json.
+    """Score the run's checkpoint(s) on `split`; write and return metrics.json (under
+    `results_root`, default the preset's folder `paths.results_root`).
 
     The outputs are written to a temporary folder beside the run's and swapped in at the end, so
     an interrupted evaluation leaves the previous outputs as they were."""
+    results_root = results_root or paths.results_root(cfg.preset)
     out_dir = paths.eval_dir(cfg.run_id, results_root)
     stage = out_dir.parent / f"{STAGE_PREFIX}{out_dir.name}"
     shutil.rmtree(stage, ignore_errors=True)  # left by an evaluation killed before
@@ -355,7 +359,7 @@ def evaluate(
         shutil.rmtree(stage, ignore_errors=True)
     opened[0].end()
     if not quiet:
-        print(f"{out_dir / 'metrics.json'}: {split} mIoU {metrics[split]['miou']:.4f}")
+        print(f"{out_dir / paths.METRICS}: {split} mIoU {metrics[split]['miou']:.4f}")
     return metrics
 
 
@@ -412,8 +416,8 @@ def _log_evaluation(tracker, metrics: dict[str, Any], out_dir: Path, split: str)
               "run_id_path": metrics["run_id"], "preset": metrics["preset"]},
     )  # fmt: skip
     tracker.log_metrics(eval_metrics(metrics, split), model_id=model_id)
-    tracker.log_artifact(out_dir / "metrics.json", "eval")
-    for png in sorted((out_dir / "pred").glob("*.png"))[:PREDICTION_IMAGES]:
+    tracker.log_artifact(out_dir / paths.METRICS, "eval")
+    for png in sorted((out_dir / paths.PREDICTIONS).glob("*.png"))[:PREDICTION_IMAGES]:
         tracker.log_artifact(png, "predictions")
 
 
@@ -421,14 +425,14 @@ def _swap_in(stage: Path, out_dir: Path) -> None:
     """Replace the previous outputs by the staged ones. metrics.json goes first and comes back
     last: a kill in between leaves no metrics.json, never one beside other predictions."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").unlink(missing_ok=True)
+    (out_dir / paths.METRICS).unlink(missing_ok=True)
     for name in STAGED_OUTPUTS:
         old, new = out_dir / name, stage / name
         if os.path.lexists(old):
             old.rename(stage / f"previous-{name}")  # removed with the stage
         if new.exists():
             new.rename(old)
-    (stage / "metrics.json").replace(out_dir / "metrics.json")
+    (stage / paths.METRICS).replace(out_dir / paths.METRICS)
 
 
 def _evaluate_into(
@@ -492,7 +496,7 @@ def _evaluate_into(
             "mlflow": {"experiment_id": opened[0].experiment_id, "run_id": opened[0].run_id},
         }
     )
-    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (stage / paths.METRICS).write_text(json.dumps(metrics, indent=2))
     return metrics
 
 

@@ -197,13 +197,13 @@ def _publish(state: dict[str, Any], out_dir: Path, tracker, *, resumed: bool) ->
     epoch is the best so far, `history.csv`, the MLflow metrics. A kill may cut it short, so a
     resume replays it from the loaded `last.pt`; each part is idempotent (`best.pt` is kept when
     it already holds this very epoch, MLflow gets only the steps it lacks)."""
-    best_path = out_dir / "best.pt"
+    best_path = out_dir / paths.BEST
     if state["best"]["epoch"] == state["epoch"]:
         if not (resumed and _holds_epoch(best_path, state)):
             ck.atomic_save({**state, "kind": "best"}, best_path)
     elif state["best"]["epoch"] == 0:  # not validated yet: a best.pt is a previous training's
         best_path.unlink(missing_ok=True)
-    _write_history(out_dir / "history.csv", state["history"])
+    _write_history(out_dir / paths.HISTORY, state["history"])
     if resumed:
         tracker.log_history(state["history"])
     else:
@@ -220,8 +220,13 @@ def _holds_epoch(path: Path, state: dict[str, Any]) -> bool:
         return False
 
 
-def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any] | None:
-    """The checkpoint to continue from, or None for a fresh start (see the module docstring)."""
+def _resume_state(
+    cfg: Config, last: Path, resume: bool | None, restart_changed: bool = False
+) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None for a fresh start (see the module docstring).
+
+    restart_changed: a checkpoint of another configuration is superseded (the orchestrators'
+    rule: a job reruns exactly when its configuration changed) instead of refused."""
     if resume is False or not last.is_file():
         if resume is True:
             raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
@@ -229,6 +234,9 @@ def _resume_state(cfg: Config, last: Path, resume: bool | None) -> dict[str, Any
     state = ck.load_checkpoint(last, required=CHECKPOINT_KEYS)
     old = ck.learning_identity(state["training_identity"])
     new = ck.learning_identity(cfg.training_identity())
+    if old != new and restart_changed:
+        tqdm.write(f"{last}: made with another configuration; starting the run over")
+        return None
     if old != new:
         raise TrainingError(
             f"{last}: was trained with another configuration (hash {state['config_hash']} != "
@@ -281,7 +289,7 @@ def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"epoch_{epoch}.npz"
     names = np.array([classes[i] for i in present])
-    arrays = {"visual": visual, "class_ids": np.asarray(present), "class_names": names}
+    arrays = {"visual": visual, "class_ids": np.asarray(present), "classes": names}
     if text is not None:
         arrays["text"] = text
     np.savez(path, epoch=epoch, **arrays)
@@ -299,7 +307,7 @@ def _log_similarity(tracker, path: Path) -> None:
     data = np.load(path)
     panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    names = [str(n) for n in data["class_names"]]
+    names = [str(n) for n in data["classes"]]
     for ax, (title, matrix) in zip(axes[0], panels):
         im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
         ax.set_title(f"{title} similarity, epoch {int(data['epoch'])}")
@@ -388,22 +396,26 @@ def train(
     cfg: Config,
     *,
     resume: bool | None = None,
+    restart_changed: bool = False,
     evaluate_after: bool = False,
     quiet: bool = False,
-    results_root: Path = paths.RESULTS,
+    results_root: Path | None = None,
     text_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train the run `cfg.run_id`; returns the final training metrics (train_metrics.json).
 
     resume: None continues from `last.pt` when it exists with the same configuration; True
-    requires it; False starts over. evaluate_after: evaluate the final checkpoint(s) in this
+    requires it; False starts over. restart_changed: start over (instead of refusing) when
+    `last.pt` holds another configuration. results_root: default the preset's folder
+    (`paths.results_root`). evaluate_after: evaluate the final checkpoint(s) in this
     process afterwards (their metrics are returned under "evaluation"). text_cache: the text
     teacher's file (default `paths.text_cache(dataset)`; read only when loss.w3 > 0).
     """
     info, device = runtime.init_distributed(cfg.train.device)
     runtime.configure_backends(device, tf32=cfg.train.tf32)
+    results_root = results_root or paths.results_root(cfg.preset)
     try:
-        result = _train(cfg, info, device, resume, quiet, results_root, text_cache)
+        result = _train(cfg, info, device, resume, restart_changed, quiet, results_root, text_cache)
     finally:
         runtime.shutdown_distributed()
     if evaluate_after and info.is_main:
@@ -413,11 +425,13 @@ def train(
     return result
 
 
-def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[str, Any]:
+def _train(
+    cfg, info, device, resume, restart_changed, quiet, results_root, text_cache
+) -> dict[str, Any]:
     out_dir = paths.train_dir(cfg.run_id, results_root)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    last_path, best_path = out_dir / paths.LAST, out_dir / paths.BEST
     log = (lambda msg: tqdm.write(msg)) if info.is_main else (lambda msg: None)
-    state = _resume_state(cfg, last_path, resume)
+    state = _resume_state(cfg, last_path, resume, restart_changed)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         ck.remove_stale_temp_files(out_dir)
@@ -607,7 +621,7 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
                 if progress.epoch in cfg.train.similarity_epochs:
                     sim = _similarity(
                         raw_model, loaders.eval, classes, device, dtype, progress.epoch,
-                        out_dir / "similarity",
+                        out_dir / paths.SIMILARITY,
                     )  # fmt: skip
                     _log_similarity(tracker, sim)
                 committed = checkpoint("last", rng)
@@ -639,8 +653,8 @@ def _train(cfg, info, device, resume, quiet, results_root, text_cache) -> dict[s
         "mlflow": {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id},
     }
     if info.is_main:
-        _write_json(out_dir / "train_metrics.json", result)
-        tracker.log_artifact(out_dir / "history.csv")
-        tracker.log_artifact(out_dir / "train_metrics.json")
+        _write_json(out_dir / paths.TRAIN_METRICS, result)
+        tracker.log_artifact(out_dir / paths.HISTORY)
+        tracker.log_artifact(out_dir / paths.TRAIN_METRICS)
         tracker.end("FINISHED")
     return result

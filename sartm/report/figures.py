@@ -1,9 +1,9 @@
 """The paper's figures from what the pipeline wrote (PNG + PDF, matplotlib's Agg backend).
 
-F4-F6 qualitative grids read the predicted label maps `results/eval/<run>/pred/<id>.png` and the
-inputs from the processed dataset; F7 t-SNE reads `results/eval/<run>/features.npz`; F8 reads the
-similarity matrices logged during training (`results/train/<run>/similarity/epoch_<N>.npz`); the
-training curves read `results/train/<run>/history.csv`. Colours come from the dataset's palette
+F4-F6 qualitative grids read the predicted label maps `eval/<run>/pred/<id>.png` (under the
+preset's results folder, sartm.paths) and the inputs from the processed dataset; F7 t-SNE reads
+`eval/<run>/features.npz`; F8 reads the similarity matrices logged during training
+(`train/<run>/similarity/epoch_<N>.npz`); the training curves read `train/<run>/history.csv`. Colours come from the dataset's palette
 (`sartm.data.spec`, or meta.json for custom data) so every figure uses the same ones. A figure made
 from synthetic data says SYNTHETIC in its title.
 """
@@ -28,8 +28,8 @@ from PIL import Image  # noqa: E402
 from sartm import paths  # noqa: E402
 from sartm.data.common import load_meta, read_manifest  # noqa: E402
 from sartm.data.spec import IGNORE_INDEX, spec_for  # noqa: E402
-from sartm.report.results import RunResult, load_results  # noqa: E402
-from sartm.report.runs import ReportError, item_spec  # noqa: E402
+from sartm.report.results import ReportError, RunResult, load_results  # noqa: E402
+from sartm.runs import item_spec  # noqa: E402
 
 SYNTHETIC_TITLE = (
     "SYNTHETIC data, tiny SAM2 pretrained on synthetic scenes (preset {preset}) - not comparable"
@@ -122,7 +122,8 @@ def qualitative(
     first = next(iter(columns.values()))
     colours = palette(first, data_root)
     pred_dirs = {
-        label: paths.eval_dir(r.run_ids[0], results_root) / "pred" for label, r in columns.items()
+        label: paths.eval_dir(r.run_ids[0], results_root) / paths.PREDICTIONS
+        for label, r in columns.items()
     }
     common = None
     for folder in pred_dirs.values():
@@ -169,7 +170,7 @@ def qualitative(
 def _features(
     result: RunResult, results_root: Path, max_points: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    path = paths.eval_dir(result.run_ids[0], results_root) / "features.npz"
+    path = paths.eval_dir(result.run_ids[0], results_root) / paths.FEATURES
     if not path.is_file():
         raise ReportError(
             f"{path}: missing (evaluation samples pixel features: eval.tsne_pixels > 0)"
@@ -260,11 +261,11 @@ def similarity(
     """F8: visual (top) and text (bottom) class-similarity matrices at the logged epochs.
 
     Each file holds `visual` (K, K), `text` (K, K, when there is a text teacher) and the K class
-    names present in the batch (`classes`, or `class_names` as the training loop writes them).
+    names present in the batch (`classes`, as the training loop writes them).
     """
     ((_, logical),) = spec["runs"].items()
     r = _get(results, logical)
-    folder = paths.train_dir(r.run_ids[0], results_root) / "similarity"
+    folder = paths.train_dir(r.run_ids[0], results_root) / paths.SIMILARITY
     files = sorted(
         (int(m.group(1)), p) for p in folder.glob("epoch_*.npz") if (m := _EPOCH.search(p.name))
     )
@@ -273,13 +274,12 @@ def similarity(
     loaded = []
     for epoch, path in files:
         with np.load(path, allow_pickle=False) as data:
-            key = "classes" if "classes" in data.files else "class_names"
-            if "visual" not in data.files or key not in data.files:
-                raise ReportError(f"{path}: needs arrays 'visual' and 'classes' (or 'class_names')")
+            if "visual" not in data.files or "classes" not in data.files:
+                raise ReportError(f"{path}: needs arrays 'visual' and 'classes'")
             mats = {"visual": data["visual"]}
             if "text" in data.files:  # no text teacher when loss.w3 = 0
                 mats["text"] = data["text"]
-            loaded.append((epoch, path, mats, [str(c) for c in data[key]]))
+            loaded.append((epoch, path, mats, [str(c) for c in data["classes"]]))
     kinds = max(len(m) for _, _, m, _ in loaded)
     fig, axes = plt.subplots(
         kinds, len(files), figsize=(3.2 * len(files), 3.3 * kinds + 0.6), squeeze=False
@@ -312,7 +312,7 @@ def curves_figure(
     used = list(results.values())
     histories = {}
     for r in used:
-        path = paths.train_dir(r.run_ids[0], results_root) / "history.csv"
+        path = paths.train_dir(r.run_ids[0], results_root) / paths.HISTORY
         if not path.is_file():
             raise ReportError(f"{path}: missing (training writes one row per epoch)")
         frame = pd.read_csv(path)
@@ -372,9 +372,9 @@ def make(
     name: str,
     mapping: dict[str, list[str]],
     *,
-    results_root: Path = paths.RESULTS,
+    results_root: Path,
+    out_dir: Path,
     data_root: Path = paths.DATA,
-    out_dir: Path = paths.figures_dir(),
 ) -> list[Path]:
     """Load the runs a figure needs (`mapping`: logical -> run ids) and draw it."""
     group, spec = item_spec(name)

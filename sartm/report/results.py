@@ -1,8 +1,8 @@
 """Reading what the pipeline produced: one `RunResult` per logical run, over its seeds.
 
-Tables and figures read only `results/eval/<run_id>/metrics.json` (the evaluation contract), the
-Snakemake benchmark files and the training side files named in `sartm.paths`; every missing or
-malformed file is an error naming it.
+Tables and figures read only `eval/<run_id>/metrics.json` under the preset's results folder (the
+evaluation contract), the Snakemake benchmark files and the training side files named in
+`sartm.paths`; every missing or malformed file is an error naming it.
 """
 
 from __future__ import annotations
@@ -17,33 +17,11 @@ from typing import Any
 import numpy as np
 
 from sartm import paths
-from sartm.report.runs import ReportError
-
-# Pipeline artefacts beside sartm.paths' layout (workflow/rules/common.smk writes the same paths).
-PIPELINE = "pipeline"
+from sartm.errors import SartmError
 
 
-def config_file(run_id: str, root: Path = paths.RESULTS) -> Path:
-    """The resolved configuration of one training job, written from params.yaml."""
-    return root / "configs" / f"{run_id}.yaml"
-
-
-def benchmark_file(step: str, run_id: str, root: Path = paths.RESULTS) -> Path:
-    """Snakemake's benchmark of one job (`step` is train or evaluate)."""
-    return root / "benchmarks" / step / f"{run_id}.tsv"
-
-
-def log_file(step: str, name: str, root: Path = paths.RESULTS) -> Path:
-    return root / "logs" / step / f"{name}.log"
-
-
-def stamp_file(name: str, root: Path = paths.RESULTS) -> Path:
-    """Small records of finished set-up steps (tracking store, data, text cache), by file name."""
-    return root / PIPELINE / name
-
-
-def metrics_file(run_id: str, root: Path = paths.RESULTS) -> Path:
-    return paths.eval_dir(run_id, root) / "metrics.json"
+class ReportError(SartmError, RuntimeError):
+    """A table or figure cannot be built; the message names the file or setting at fault."""
 
 
 @dataclass(frozen=True)
@@ -141,13 +119,11 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_results(
-    mapping: dict[str, list[str]], results_root: Path = paths.RESULTS
-) -> dict[str, RunResult]:
+def load_results(mapping: dict[str, list[str]], results_root: Path) -> dict[str, RunResult]:
     """{logical run: RunResult} for a {logical: [run ids]} mapping (see runs.job_map)."""
     out = {}
     for logical, run_ids in mapping.items():
-        files = [metrics_file(r, results_root) for r in run_ids]
+        files = [paths.metrics_file(r, results_root) for r in run_ids]
         metrics = [read_metrics(f) for f in files]
         for f, m in zip(files[1:], metrics[1:]):
             if m["classes"] != metrics[0]["classes"]:
@@ -169,4 +145,17 @@ def read_benchmark(path: Path) -> dict[str, float] | None:
         values = [float(r[key]) for r in rows if r.get(key) not in (None, "", "NA", "-")]
         if values:
             out[key] = float(np.mean(values))
+    return out
+
+
+def write_scores(mapping: dict[str, list[str]], results_root: Path, out: Path) -> Path:
+    """{run id: test mIoU %} of every job in `mapping`: the one metrics file DVC shows
+    (`dvc exp show`), instead of every key of every metrics.json."""
+    scores = {}
+    for run_ids in mapping.values():
+        for run_id in run_ids:
+            path = paths.metrics_file(run_id, results_root)
+            scores[run_id] = round(100 * float(read_metrics(path)["test"]["miou"]), 2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(scores, indent=2) + "\n")
     return out

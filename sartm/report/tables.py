@@ -27,13 +27,13 @@ from sartm import config as cfgmod
 from sartm import paths
 from sartm.report import paper
 from sartm.report.results import (
+    ReportError,
     RunResult,
     Stat,
-    benchmark_file,
     load_results,
     read_benchmark,
 )
-from sartm.report.runs import ReportError, item_spec, leaves, runs_tree
+from sartm.runs import item_spec, leaves, runs_tree
 
 BEST = "‡"
 BEST_NOTE = (
@@ -383,7 +383,7 @@ def train_time(
     name: str,
     spec: dict[str, Any],
     results: dict[str, RunResult],
-    results_root: Path = paths.RESULTS,
+    results_root: Path,
 ) -> Table:
     """Wall-clock time per job: Snakemake's benchmark files, else metrics.json's train_time_s."""
     b = _Builder()
@@ -393,14 +393,14 @@ def train_time(
         used.append(r)
         train, evaluate, rss = [], [], []
         for run_id, m in zip(r.run_ids, r.metrics):
-            bench = read_benchmark(benchmark_file("train", run_id, results_root))
+            bench = read_benchmark(paths.benchmark_file("train", run_id, results_root))
             if bench is None:
                 from_metrics = True
                 train.append(float(m.get("train_time_s", math.nan)))
             else:
                 train.append(bench["s"])
                 rss.append(bench.get("max_rss", math.nan) / 1024)
-            ebench = read_benchmark(benchmark_file("evaluate", run_id, results_root))
+            ebench = read_benchmark(paths.benchmark_file("evaluate", run_id, results_root))
             evaluate.append(ebench["s"] if ebench else math.nan)
         b.set_stat(logical, "train (min)", Stat.of([t / 60 for t in train]))
         b.set_stat(logical, "evaluate (min)", Stat.of([t / 60 for t in evaluate]))
@@ -427,7 +427,7 @@ BUILDERS: dict[str, Callable[..., Table]] = {
 }
 
 
-def build(name: str, results: dict[str, RunResult], results_root: Path = paths.RESULTS) -> Table:
+def build(name: str, results: dict[str, RunResult], results_root: Path) -> Table:
     group, spec = item_spec(name)
     if group != "tables":
         raise ReportError(f"{name!r} is a figure, not a table")
@@ -471,7 +471,7 @@ def _notes(table: Table) -> list[str]:
         return [
             *table.notes,
             "Values are mean ± standard deviation over seeds; values without ± come from one "
-            "seed (results/summary.md lists the seed-to-seed spread).",
+            "seed (the preset's summary.md lists the seed-to-seed spread).",
         ]
     return list(table.notes)
 
@@ -483,18 +483,20 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+PAGE_STYLE = """
+body { font-family: sans-serif; font-size: 14px; margin: 1em; color: #222; }
+h1 { font-size: 1.1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+thead th { background: #eee; }
+tbody th { text-align: left; }
+tbody tr:nth-child(even) { background: #f7f7f7; }
+li, p { max-width: 60em; }
+"""  # every HTML page of the report (tables, summary) looks alike
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; font-size: 14px; margin: 1em; color: #222; }}
-h1 {{ font-size: 1.1em; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-th, td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
-thead th {{ background: #eee; }}
-tbody th {{ text-align: left; }}
-tbody tr:nth-child(even) {{ background: #f7f7f7; }}
-li, p {{ max-width: 60em; }}
-</style></head>
+<style>{style}</style></head>
 <body>
 <h1>{title}</h1>
 {table}
@@ -509,6 +511,7 @@ li, p {{ max-width: 60em; }}
 def to_html(table: Table) -> str:
     """A standalone page, so that Snakemake's report shows the table inside the report."""
     return _PAGE.format(
+        style=PAGE_STYLE,
         title=html.escape(table.full_title),
         table=formatted(table).to_html(border=0),
         notes="\n".join(f"<li>{html.escape(n)}</li>" for n in _notes(table)),
@@ -551,8 +554,8 @@ def to_latex(table: Table) -> str:
     return text
 
 
-def write(table: Table, out_dir: Path = paths.tables_dir()) -> list[Path]:
-    """results/tables/<name>.{md,csv,tex,html}."""
+def write(table: Table, out_dir: Path) -> list[Path]:
+    """<out_dir>/<name>.{md,csv,tex,html}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         out_dir / f"{table.name}.md": to_markdown(table),
@@ -569,8 +572,8 @@ def make(
     name: str,
     mapping: dict[str, list[str]],
     *,
-    results_root: Path = paths.RESULTS,
-    out_dir: Path = paths.tables_dir(),
+    results_root: Path,
+    out_dir: Path,
 ) -> list[Path]:
     """Load the runs a table needs (`mapping`: logical -> run ids), build and write it."""
     needed = runs_tree(name)

@@ -246,7 +246,7 @@ def test_cli_synth_defaults_from_params(tmp_path, monkeypatch):
         ],
     )
     assert result.exit_code == 0, result.output
-    meta = json.loads((tmp_path / "data/processed/synth-pst900/meta.json").read_text())
+    meta = json.loads((tmp_path / "data/ci/processed/synth-pst900/meta.json").read_text())
     assert meta["splits"] == {"train": 8, "test": 4}
     assert meta["generator"]["width"] == 48
 

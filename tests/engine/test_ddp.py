@@ -66,7 +66,7 @@ def _torchrun(entry: list[str], config_file, workdir) -> dict:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "2 process(es)" in done.stdout + done.stderr
-    return ck.load_checkpoint(workdir.joinpath("results", *RUN))
+    return ck.load_checkpoint(workdir.joinpath("results", "ci", *RUN))  # the ci preset
 
 
 def _distances(cfg, a: dict, b: dict) -> tuple[float, float]:

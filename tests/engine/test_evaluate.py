@@ -123,7 +123,7 @@ def test_pst900_reports_last_and_the_authors_best_on_test(cfg_factory, tmp_path)
             cli, ["evaluate", "--config", str(config_file), "--checkpoint", str(best), "--quiet"]
         )
         assert result.exit_code == 0, result.output
-        written = json.loads(open("results/eval/pst900/no-language/metrics.json").read())
+        written = json.loads(open("results/ci/eval/pst900/no-language/metrics.json").read())
     assert written["test"]["miou"] == pytest.approx(metrics["test_best"]["miou"])
     assert f"mIoU {metrics['test_best']['miou']:.4f}" in result.output
     with pytest.raises(EvaluationError, match="train the run first"):

@@ -35,7 +35,7 @@ def test_training_run_and_evaluation_child_runs(cfg_factory, data_root, tmp_path
         assert trained.exit_code == 0, trained.output
         again = runner.invoke(cli, ["evaluate", "--config", str(config_file), "--quiet"])
         assert again.exit_code == 0, again.output
-        metrics = json.loads(Path("results/eval/pst900/no-language/metrics.json").read_text())
+        metrics = json.loads(Path("results/ci/eval/pst900/no-language/metrics.json").read_text())
         checkpoint = Path(metrics["checkpoint"]["path"]).resolve()
     links = LINK.findall(trained.output) + LINK.findall(again.output)
     assert len(links) == 3 and all(run == link_run for run, _, link_run in links), links

@@ -1,6 +1,7 @@
 """The MLflow UI as a user sees it, in a real browser: two tiny ci-preset runs trained and evaluated
 by `sartm train --evaluate`, served by `sartm tracking ui`, opened in headless Chromium (Debian's
-`chromium` and `chromium-driver`, driven by Selenium) at the link the command prints."""
+`chromium` and `chromium-driver`, driven by Selenium) at the link the command prints; then the
+bare address, as the README describes it (MLflow 3.17's GenAI / Model training mode)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,28 @@ RUN_LINK = re.compile(r"^MLflow run (\w+): (http://\S+)$", re.M)
 CELL = """return [...document.querySelectorAll("[row-id='" + arguments[0] + "'] [col-id='"
                    + arguments[1] + "']")].map(e => e.innerText.trim()).join(" ")"""  # runs table
 HEADERS = "return [...document.querySelectorAll('[role=columnheader]')].map(e => e.innerText)"
+MODE_KEY = "mlflow.workflowType_v1"  # where MLflow 3.17's UI keeps its sidebar switch's choice
 
 
 def _cell(driver, run_id: str, column: str) -> str:
     """The text of one cell of the runs table (rows carry the run id, cells the column key)."""
     return driver.execute_script(CELL, run_id, column)
+
+
+def _mode(driver) -> str | None:
+    """The UI's mode as its sidebar shows it: GenAI lists Judges, Model training lists Runs."""
+    from selenium.webdriver.common.by import By
+
+    sidebar = driver.find_element(By.TAG_NAME, "body").text.split("\n")
+    if "Judges" in sidebar:
+        return "genai"
+    return "machine_learning" if "Runs" in sidebar else None
+
+
+def _open_fresh(driver, url: str) -> None:
+    """A page load as when an address is typed (not a hash change inside the running app)."""
+    driver.get("about:blank")
+    driver.get(url)
 
 
 def _train_two_runs(cfg_factory, tmp_path) -> dict[str, list[tuple[str, str]]]:
@@ -84,7 +102,8 @@ def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
     sartm_ui, server = psutil.Process(ui.pid), []
     try:
         server = sartm_ui.children(recursive=True)
-        (runs_page,) = re.findall(r"^runs of 'sartm': (\S+)$", log.read_text(), re.M)
+        (runs_page,) = re.findall(r"^runs of 'sartm-ci': (\S+)$", log.read_text(), re.M)
+        (experiment_id,) = re.findall(r"#/experiments/(\w+)/runs\?", runs_page)
 
         # The runs page as linked: model-training mode (no switching), each training run with its
         # evaluation under it, and the saved view's metric and preset columns.
@@ -123,6 +142,34 @@ def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
         tab.click()
         wait.until(lambda d: "predictions" in body(d) and "Select a file to preview" in body(d))
         assert "eval" in body(browser).split()
+
+        # The bare address: the links' mode is not remembered (MLflow keeps only the sidebar
+        # switch's choice, in localStorage), so the runs open in GenAI mode until "Model
+        # training" is picked once; from then on the address, and the experiment reached from
+        # the home page, open the runs in Model training mode.
+        bare = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+        _open_fresh(browser, bare)
+        wait.until(lambda d: _mode(d) is not None)
+        assert _mode(browser) == "genai", "README: the links' mode is kept by the browser now"
+        assert browser.execute_script(f"return localStorage.getItem('{MODE_KEY}')") is None
+        browser.find_element(
+            By.XPATH, "//*[@role='button'][normalize-space()='Model training']"
+        ).click()
+        wait.until(lambda d: _mode(d) == "machine_learning")
+        stored = browser.execute_script(f"return localStorage.getItem('{MODE_KEY}')")
+        assert stored == '"machine_learning"'
+        (train_id, _), (eval_id, _) = printed["ce-s0"]
+        for page in (bare, f"http://127.0.0.1:{port}/"):
+            _open_fresh(browser, page)
+            if not page.endswith("/runs"):  # the home page: its list of recent experiments
+                wait.until(lambda d: d.find_elements(By.LINK_TEXT, "sartm-ci"))
+                browser.find_element(By.LINK_TEXT, "sartm-ci").click()
+            wait.until(lambda d: _cell(d, eval_id, "attributes.`Run Name`").endswith(
+                "pst900/ce-s0 evaluate test"))  # fmt: skip
+            assert f"#/experiments/{experiment_id}/runs" in browser.current_url, page
+            assert _mode(browser) == "machine_learning", page
+            dataset = _cell(browser, train_id, "attributes.`Dataset`")  # a default column
+            assert dataset.startswith("synth-pst900/train"), page
 
         ui.send_signal(signal.SIGTERM)
         ui.wait(timeout=60)

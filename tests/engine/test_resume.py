@@ -133,7 +133,7 @@ def _assert_complete_and_equal(results: Path, reference: Path, uri: str) -> None
     assert metrics["epochs"] == EPOCHS and metrics["final"] == history[-1]
 
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("sartm").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("sartm-ci").experiment_id])
     (run,) = [r for r in runs if r.info.run_id == last["mlflow_run_id"]]
     assert run.info.status == "FINISHED"
     # A process killed before the first commit leaves an MLflow run with nothing logged in it.

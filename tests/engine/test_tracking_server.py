@@ -49,7 +49,7 @@ def test_tracking_ui_serves_the_runs_on_loopback_and_stops_on_sigterm(cfg_factor
     base = f"http://127.0.0.1:{port}"
     sartm_ui, server = psutil.Process(ui.pid), []
     try:
-        experiment = _call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=sartm")
+        experiment = _call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=sartm-ci")
         experiment_id = experiment["experiment"]["experiment_id"]
         runs = _call(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})
         (run,) = runs["runs"]

@@ -50,12 +50,12 @@ def test_eight_sartm_train_processes_on_a_fresh_store(cfg_factory, tmp_path):
 
     client = MlflowClient(tracking_uri=uri)
     experiments = client.search_experiments()
-    assert [e.name for e in experiments if e.name != "Default"] == ["sartm"]
+    assert [e.name for e in experiments if e.name != "Default"] == ["sartm-ci"]
     runs = {r.info.run_id: r for r in client.search_runs([e.experiment_id for e in experiments])}
     assert len(runs) == WRITERS
     for workdir in workdirs:
         last = ck.load_checkpoint(
-            workdir / "results" / "train" / "pst900" / "no-language" / "last.pt"
+            workdir / "results" / "ci" / "train" / "pst900" / "no-language" / "last.pt"
         )
         run = runs.pop(last["mlflow_run_id"])  # each process's own run, once
         assert run.info.status == "FINISHED" and run.data.params["train.epochs"] == "1"

@@ -52,10 +52,10 @@ def test_train_writes_everything_needed_to_resume(cfg_factory, tmp_path):
 
     sim = np.load(run_dir / "similarity" / "epoch_1.npz")
     assert sim["visual"].shape == (len(sim["class_ids"]),) * 2
-    assert list(sim["class_names"]) == [state["classes"][i] for i in sim["class_ids"]]
+    assert list(sim["classes"]) == [state["classes"][i] for i in sim["class_ids"]]
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    runs = client.search_runs([client.get_experiment_by_name("sartm").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("sartm-ci").experiment_id])
     assert len(runs) == 1 and runs[0].info.run_name == "pst900/no-language"
     run = runs[0]
     assert run.info.run_id == state["mlflow_run_id"] and run.info.status == "FINISHED"
@@ -76,6 +76,11 @@ def test_train_writes_everything_needed_to_resume(cfg_factory, tmp_path):
     ) as info:
         train(cfg.with_overrides([f"train.lr={other_lr}"]), results_root=results, quiet=True)
     assert "--no-resume" in str(info.value)
+    # What the orchestrators pass: the changed configuration supersedes the checkpoint.
+    changed = cfg.with_overrides([f"train.lr={other_lr}"])
+    restarted = train(changed, results_root=results, restart_changed=True, quiet=True)
+    assert restarted["steps"] == 4
+    assert ck.load_checkpoint(run_dir / "last.pt")["config_hash"] == changed.hash()
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg, results_root=tmp_path / "other", resume=True, quiet=True)
 
@@ -122,7 +127,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     state = ck.load_checkpoint(results / "train" / "pst900" / "no-language" / "last.pt")
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("sartm").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("sartm-ci").experiment_id])
     assert run.info.status == "FAILED"
 
 
@@ -174,16 +179,16 @@ def test_cli_train_with_evaluate(cfg_factory, tmp_path):
     with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
         init = runner.invoke(cli, ["tracking", "init", "--config", str(config_file)])
         assert init.exit_code == 0, init.output
-        assert "experiment 'sartm'" in init.output
+        assert "experiment 'sartm-ci'" in init.output
         result = runner.invoke(
             cli, ["train", "--config", str(config_file), "--evaluate", "--quiet"]
         )
         assert result.exit_code == 0, result.output
-        metrics = json.loads(open("results/eval/pst900/no-language/metrics.json").read())
+        metrics = json.loads(open("results/ci/eval/pst900/no-language/metrics.json").read())
         assert f"test mIoU {metrics['test']['miou']:.4f}" in result.output
-        assert metrics["checkpoint"]["path"] == "results/train/pst900/no-language/last.pt"
+        assert metrics["checkpoint"]["path"] == "results/ci/train/pst900/no-language/last.pt"
         assert (
-            tmp_path / cwd / "results" / "train" / "pst900" / "no-language" / "best.pt"
+            tmp_path / cwd / "results" / "ci" / "train" / "pst900" / "no-language" / "best.pt"
         ).is_file()
         refused = runner.invoke(
             cli, ["train", "--config", str(config_file), "--set", "model.lora_rank=4"]

@@ -44,7 +44,7 @@ def write_metrics(
     miou: float | None = None,
     seed: int = 0,
 ) -> dict:
-    """results/eval/<run_id>/metrics.json in the evaluation contract's shape."""
+    """eval/<run_id>/metrics.json (under `results`) in the evaluation contract's shape."""
     dataset, run = run_id.split("/")[:2]
     rng = np.random.default_rng(zlib.crc32(f"{run_id}:{seed}".encode()))
     n = len(spec_for(dataset).classes)
@@ -128,7 +128,7 @@ def write_similarity(results: Path, run_id: str, classes: list[str], epochs=(1, 
             visual=visual,
             text=visual.T,
             class_ids=np.arange(k),
-            class_names=np.array(classes),
+            classes=np.array(classes),
         )
 
 

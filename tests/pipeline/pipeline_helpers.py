@@ -73,6 +73,7 @@ with contextlib.redirect_stdout(io.StringIO()), SnakemakeApi(OutputSettings()) a
             "wildcards": dict(job.wildcards_dict),
             "input": [str(f) for f in job.input],
             "output": [str(f) for f in job.output],
+            "log": [str(f) for f in job.log],
             "shellcmd": job.shellcmd,
             "needrun": bool(dag.needrun(job)),
         }

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
@@ -10,8 +14,8 @@ from pipeline_helpers import REPO, params
 
 from sartm import config as cfgmod
 from sartm.cli import cli
-from sartm.report import stages
-from sartm.report.results import stamp_file
+from sartm.pipeline import dvcgen
+from sartm.pipeline.plan import Plan
 
 
 def _params_file(tmp_path, p: dict):
@@ -70,26 +74,33 @@ def test_config_and_jobs_commands(tmp_path):
     assert jobs.exit_code == 0 and len(jobs.output.strip().splitlines()) == 33  # demo
 
 
-def test_data_and_text_stages_record_what_they_made(tmp_path, monkeypatch):
-    """The DVC data stage generates the synthetic stand-in the preset names, then stamps it."""
+def test_data_stage_makes_the_folder_the_rules_read(tmp_path, monkeypatch):
+    """DVC's data stage runs the command of Snakemake's synth rule and declares the folder that
+    rule writes (the same Plan), so either orchestrator leaves what the other expects."""
     monkeypatch.chdir(tmp_path)
     p = params()
+    p["preset"] = "ci"
     p["presets"]["ci"]["set"]["synth.samples"] = {"train": 2, "val": 1, "test": 1}
     p["presets"]["ci"]["set"]["synth.width"] = 64
-    p["loss"]["w3"] = 0
-    for run in p["runs"].values():
-        run["set"].pop("loss.w3", None)
     _params_file(tmp_path, p)  # the sartm commands read their settings from ./params.yaml
-    stamp = stages.prepare_data("pst900", p, "ci")
-    assert stamp == stamp_file("data-pst900.json")
-    record = json.loads(stamp.read_text())
-    assert record["source"] == "synth-pst900" and record["preset"] == "ci"
-    meta = json.loads((tmp_path / "data/processed/synth-pst900/meta.json").read_text())
+    plan = Plan(p)
+    stage = dvcgen.stages(p)["data-pst900"]
+    assert stage["outs"] == [{"data/ci/processed/synth-pst900": {"cache": False}}]
+    assert stage["cmd"] == plan.synth_command("synth-pst900")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for _ in range(2):  # the second run replaces the stand-in it made (sartm's own folder)
+        subprocess.run(stage["cmd"], shell=True, check=True, env=env, capture_output=True)
+    meta = json.loads((tmp_path / "data/ci/processed/synth-pst900/meta.json").read_text())
     assert meta["synthetic"] and meta["splits"] == {"train": 2, "test": 1}
-    again = json.loads(stages.prepare_data("pst900", p, "ci").read_text())
-    assert again == record  # deterministic: DVC sees no change downstream
-    text = json.loads(stages.embed_text("pst900", p, "ci").read_text())
-    assert text == {"dataset": "pst900", "needed": False}  # no run distils language
+    text = dvcgen.stages(p)["text-pst900"]
+    assert text["cmd"] == plan.text_command("synth-pst900")
+    assert text["outs"] == [{"data/ci/text/synth-pst900.pt": {"cache": False}}]
+    paper = Plan(p, "paper")
+    assert paper.data_commands("pst900") == [
+        "sartm data download pst900 --root data --no-progress",
+        "sartm data prepare pst900 --raw data/raw/pst900 --out data/processed/pst900 --force"
+        " --no-progress",
+    ]
 
 
 def test_demo_runs_snakemake_on_target_all_with_the_default_profile(tmp_path, monkeypatch):

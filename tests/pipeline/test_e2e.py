@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pipeline_helpers import REPO, copy_workflow, dag_jobs, params, snakemake
 
-from sartm.report import runs
+from sartm import runs
 
 pytestmark = pytest.mark.slow
 
@@ -25,34 +25,73 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
+def _dvc_project(root: Path) -> Path:
+    """The workflow with params.yaml's preset set to ci, its dvc.yaml and a DVC repository."""
+    p = params()
+    p["preset"] = "ci"  # dvc.yaml follows the preset of params.yaml: regenerated for ci
+    copy_workflow(root, p)
+    made = subprocess.run(
+        [sys.executable, "-m", "sartm", "pipeline", "dvc-yaml"], cwd=root, env=_env(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def _dvc(root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    return subprocess.run(
+        [dvc, *args], cwd=root, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_ci_preset_end_to_end_with_snakemake(tmp_path):
-    root = copy_workflow(tmp_path)
+    root = _dvc_project(tmp_path)
+    # another preset's results and data, as `make demo` leaves them: the ci run must not touch them
+    demo = {
+        root / "results/demo/eval/pst900/full/metrics.json": '{"demo": true}',
+        root / "results/demo/train/pst900/full/last.pt": "demo checkpoint",
+        root / "data/processed/synth-pst900/meta.json": '{"demo": true}',
+    }
+    for path, text in demo.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     profile = ["--workflow-profile", "workflow/profiles/default"]
     snakemake(root, "all", "--cores", "2", *profile, "--config", "preset=ci", timeout=3 * 3600)
+    assert {path: path.read_text() for path in demo} == demo
 
+    results = root / "results" / "ci"
     for name in runs.table_names():
-        md = root / "results" / "tables" / f"{name}.md"
+        md = results / "tables" / f"{name}.md"
         assert "SYNTHETIC" in md.read_text().splitlines()[0], name
         assert (md.with_suffix(".csv")).is_file() and (md.with_suffix(".tex")).is_file()
     for name in runs.figure_names():
         for ext in ("png", "pdf"):
-            assert (root / "results" / "figures" / f"{name}.{ext}").stat().st_size > 0
-    assert "SYNTHETIC" in (root / "results" / "summary.md").read_text()
+            assert (results / "figures" / f"{name}.{ext}").stat().st_size > 0
+    assert "SYNTHETIC" in (results / "summary.md").read_text()
 
-    # a second invocation has nothing to do
+    # a second invocation has nothing to do, and neither has DVC (Snakemake recorded dvc.lock)
     assert not [j for j in dag_jobs(root, "all", preset="ci") if j["needrun"]]
     dry = snakemake(root, "-n", "all_tables", "--config", "preset=ci")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    status = _dvc(root, "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout[-3000:]
+    repro = _dvc(root, "repro")
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout[-3000:]
 
     # the browsable report holds every table and figure
-    snakemake(root, "--report", "results/report.zip", "--config", "preset=ci")
-    with zipfile.ZipFile(root / "results" / "report.zip") as report:
+    snakemake(root, "--report", "results/ci/report.zip", "--config", "preset=ci")
+    with zipfile.ZipFile(results / "report.zip") as report:
         names = "\n".join(report.namelist())
     for name in [*runs.table_names(), *runs.figure_names()]:
         assert f"{name}." in names, name
 
     # changing one run's override reruns that run and what reads it, nothing else
     p = params()
+    p["preset"] = "ci"
     p["runs"]["rank4"]["set"]["model.lora_rank"] = 5
     copy_workflow(root, p)
     pending = {
@@ -78,32 +117,18 @@ def test_ci_preset_end_to_end_with_snakemake(tmp_path):
 
 
 def test_dvc_repro_runs_the_same_stages(tmp_path):
-    """`dvc repro` (the serial runner) builds Table I from scratch on the ci preset."""
-    root = tmp_path / "project"
-    p = params()
-    p["preset"] = "ci"  # dvc.yaml follows the preset of params.yaml: regenerated for ci
-    copy_workflow(root, p)
-    made = subprocess.run(
-        [sys.executable, "-m", "sartm", "pipeline", "dvc-yaml"], cwd=root, env=_env(),
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stdout + made.stderr
-    shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
-    shutil.copy2(REPO / ".dvcignore", root / ".dvcignore")
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    dvc = [str(Path(sys.executable).parent / "dvc")]
-    run = subprocess.run(
-        [*dvc, "repro", "table-t1"], cwd=root, env=_env(), capture_output=True, text=True,
-        timeout=3600,
-    )  # fmt: skip
+    """`dvc repro` (the serial runner) builds Table I from scratch on the ci preset; Snakemake
+    then finds nothing to redo."""
+    root = _dvc_project(tmp_path / "project")
+    run = _dvc(root, "repro", "table-t1", timeout=3600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    md = (root / "results" / "tables" / "t1.md").read_text()
+    md = (root / "results" / "ci" / "tables" / "t1.md").read_text()
     assert "SYNTHETIC" in md and "(preset ci)" in md
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     assert {
         "configs", "tracking", "pretrain", "data-pst900", "text-pst900", "train-pst900--full",
     } <= set(lock)  # fmt: skip
-    status = subprocess.run(
-        [*dvc, "status", "table-t1"], cwd=root, env=_env(), capture_output=True, text=True
-    )
+    status = _dvc(root, "status", "table-t1")
     assert "up to date" in status.stdout, status.stdout
+    dry = snakemake(root, "-n", "results/ci/tables/t1.md", "--config", "preset=ci")
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]

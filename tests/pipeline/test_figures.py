@@ -18,8 +18,8 @@ from pipeline_fakes import (
 
 from sartm.data.spec import spec_for
 from sartm.report import figures
-from sartm.report.results import load_results
-from sartm.report.runs import ReportError, item_spec, leaves, runs_tree
+from sartm.report.results import ReportError, load_results
+from sartm.runs import item_spec, leaves, runs_tree
 
 RUNS = ("full", "no-language", "no-aux")
 

@@ -21,7 +21,7 @@ from sartm.cli import cli
 COVERED_ELSEWHERE = {
     "make demo": "CI's .ci/run and the measured demo (README)",
     "make test": "CI's .ci/run",
-    "snakemake --report results/report.zip": "tests/pipeline/test_report.py",
+    "snakemake --report results/demo/report.zip": "tests/pipeline/test_report.py",
     "dvc repro": "tests/pipeline/test_e2e.py (dvc repro of the ci grid)",
     "dvc exp show": "tests/pipeline/test_e2e.py",
     "dvc plots show": "tests/pipeline/test_e2e.py",

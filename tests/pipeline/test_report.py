@@ -10,7 +10,8 @@ from pipeline_fakes import write_dataset, write_metrics, write_predictions
 from pipeline_helpers import REPO, copy_workflow, snakemake
 
 from sartm import config as cfgmod
-from sartm.report import figures, runs, tables
+from sartm import runs
+from sartm.report import figures, tables
 
 
 def _script_var(page: str, name: str):
@@ -20,27 +21,27 @@ def _script_var(page: str, name: str):
 
 def test_report_shows_tables_as_pages_with_captions_that_name_the_preset(tmp_path):
     root = copy_workflow(tmp_path / "project")
-    params, results = cfgmod.load_params(root / "params.yaml"), root / "results"
+    params, results = cfgmod.load_params(root / "params.yaml"), root / "results" / "ci"
     t4, f4 = runs.item_jobs("t4", params, "ci"), runs.item_jobs("f4", params, "ci")
     for run_id in {r for ids in [*t4.values(), *f4.values()] for r in ids}:
         write_metrics(results, run_id, preset="ci")
     for ids in f4.values():
         write_predictions(results, ids[0], ["test000", "test001"], 5)
-    write_dataset(root / "data", "synth-pst900")
+    write_dataset(root / "data" / "ci", "synth-pst900")
     tables.make("t4", t4, results_root=results, out_dir=results / "tables")
     figures.make(
-        "f4", f4, results_root=results, data_root=root / "data", out_dir=results / "figures"
+        "f4", f4, results_root=results, data_root=root / "data" / "ci", out_dir=results / "figures"
     )
-    targets = ["results/tables/t4.md", "results/figures/f4.png"]
+    targets = ["results/ci/tables/t4.md", "results/ci/figures/f4.png"]
     snakemake(root, "--report", "report.html", *targets, "--config", "preset=ci")
 
     page = (root / "report.html").read_text()
     assert _script_var(page, "categories") == {
-        "Tables": {"Table IV": ["results/tables/t4.csv", "results/tables/t4.html"]},
-        "Figures": {"Figure 4": ["results/figures/f4.png"]},
+        "Tables": {"Table IV": ["results/ci/tables/t4.csv", "results/ci/tables/t4.html"]},
+        "Figures": {"Figure 4": ["results/ci/figures/f4.png"]},
     }
     shown = _script_var(page, "results")
-    table = shown["results/tables/t4.html"]
+    table = shown["results/ci/tables/t4.html"]
     assert table["mime_type"] == "text/html"  # the report shows it in the page, not as text
     data = base64.b64decode(table["data_uri"].split("base64,", 1)[1]).decode()
     assert data == (results / "tables" / "t4.html").read_text() and "<th>rank 4</th>" in data
@@ -48,7 +49,7 @@ def test_report_shows_tables_as_pages_with_captions_that_name_the_preset(tmp_pat
         "<p>Preset ci: SYNTHETIC stand-in data (synth-mfnet, synth-pst900, synth-fmb); the SAM2 "
         "encoder is the synthetic stand-in"
     )
-    figure = shown["results/figures/f4.png"]["caption"]
+    figure = shown["results/ci/figures/f4.png"]["caption"]
     assert "fixed test samples.</p>\n" + note in figure
     assert note in table["caption"] and "check the title" not in table["caption"]
 

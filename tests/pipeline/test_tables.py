@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -10,10 +11,10 @@ from click.testing import CliRunner
 from pipeline_fakes import write_metrics
 from pipeline_helpers import REPO
 
+from sartm import paths
 from sartm.cli import cli
 from sartm.report import paper, summary, tables
-from sartm.report.results import benchmark_file, load_results
-from sartm.report.runs import ReportError
+from sartm.report.results import ReportError, load_results, write_scores
 
 
 def _make(name, results, out, mapping):
@@ -133,7 +134,7 @@ def test_extra_tables(tmp_path):
     blanked = 100 * m["robustness"]["thermal_blanked"]["miou"]
     assert csv.loc["MFNet", "Δ thermal blanked"] == pytest.approx(blanked - 100 * m["test"]["miou"])
     # training time: Snakemake's benchmark where there is one, else metrics.json
-    bench = benchmark_file("train", "mfnet/full", results)
+    bench = paths.benchmark_file("train", "mfnet/full", results)
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\tmax_rss\n120.0\t0:02:00\t2048\n")
     _, csv = _make(
@@ -146,10 +147,20 @@ def test_extra_tables(tmp_path):
 
 def test_missing_metrics_name_the_file(tmp_path):
     with pytest.raises(ReportError, match=r"results/eval/pst900/full/metrics.json: missing"):
-        tables.make("t1", {"pst900/full": ["pst900/full"]}, results_root=tmp_path / "results")
+        tables.make(
+            "t1",
+            {"pst900/full": ["pst900/full"]},
+            results_root=tmp_path / "results",
+            out_dir=tmp_path,
+        )
     write_metrics(tmp_path / "results", "pst900/full")
     with pytest.raises(ReportError, match="no results given"):
-        tables.make("t4", {"pst900/full": ["pst900/full"]}, results_root=tmp_path / "results")
+        tables.make(
+            "t4",
+            {"pst900/full": ["pst900/full"]},
+            results_root=tmp_path / "results",
+            out_dir=tmp_path,
+        )
 
 
 def test_summary_sets_headlines_side_by_side(tmp_path):
@@ -232,10 +243,15 @@ def test_seed_spread_in_the_summary_and_the_foundation_table(tmp_path):
     assert "50.00, 46.00, 56.00 over 3 seeds" in spread and "range 10.00 points" in spread
     assert "± 5.03" in spread  # sample standard deviation of 50, 46, 56
     assert "over 3 seeds" not in text.replace(spread, "")  # one-seed runs are not listed
+    scores = json.loads(write_scores(mapping, results, tmp_path / "scores.json").read_text())
+    assert {k: scores[k] for k in mapping["pst900/full"]} == {
+        "pst900/full": 50.0, "pst900/full/seed1": 46.0, "pst900/full/seed2": 56.0,
+    }  # fmt: skip
+    assert len(scores) == len({r for ids in mapping.values() for r in ids})
 
     write_metrics(results, "pst900/random-encoder", miou=0.30)
     mapping["pst900/random-encoder"] = ["pst900/random-encoder"]
-    table = tables.build("foundation", load_results(mapping, results))
+    table = tables.build("foundation", load_results(mapping, results), results)
     assert table.values.loc["random encoder", "mIoU"] == pytest.approx(30.0)
     assert table.values.loc["pretrained SAM2 stand-in", "mIoU"] == pytest.approx(50.667, abs=1e-3)
     assert table.std.loc["pretrained SAM2 stand-in", "mIoU"] == pytest.approx(5.033, abs=1e-3)

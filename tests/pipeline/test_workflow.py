@@ -14,8 +14,10 @@ import yaml
 from pipeline_helpers import REPO, copy_workflow, dag_jobs, of_rule, params, run_ids, snakemake
 
 from sartm import config as cfgmod
-from sartm.report import dvcgen, runs, stages
-from sartm.report.results import config_file, metrics_file
+from sartm import runs
+from sartm.pipeline import configs as run_configs
+from sartm.pipeline import dvcgen
+from sartm.pipeline.plan import Plan
 
 SETUP_RULES = {"run_config", "synth", "download", "prepare", "text_cache", "tracking", "pretrain"}
 
@@ -30,7 +32,7 @@ def _item(jobs: list[dict], name: str) -> dict:
 def dags(tmp_path_factory):
     """The jobs of target `all` for each preset."""
     root = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    return {preset: dag_jobs(root, preset=preset) for preset in ("demo", "paper")}
+    return {preset: dag_jobs(root, preset=preset) for preset in ("demo", "paper", "ci")}
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper"])
@@ -46,11 +48,14 @@ def test_dag_trains_every_job_once_and_builds_every_table_and_figure(dags, prese
     assert ("foundation" in tables) == (preset == "demo")  # a table of the demo's own runs
     assert {j["wildcards"]["table"] for j in of_rule(jobs, "table")} == set(tables)
     assert {j["wildcards"]["figure"] for j in of_rule(jobs, "figure")} == set(figures)
-    assert of_rule(jobs, "summary")[0]["output"] == ["results/summary.md"]
+    summary = [f"results/{preset}/summary.{ext}" for ext in ("md", "html")]
+    assert of_rule(jobs, "summary")[0]["output"] == [*summary, f"results/{preset}/scores.json"]
+    plan = Plan(p, preset)
     for name in [*tables, *figures]:
         job, needed = _item(jobs, name), runs.item_jobs(name, p, preset)
-        expected = {metrics_file(r).as_posix() for ids in needed.values() for r in ids}
-        assert {f for f in job["input"] if f.startswith("results/eval/")} == expected, name
+        expected = {plan.metrics_file(r).as_posix() for ids in needed.values() for r in ids}
+        evals = {f for f in job["input"] if f.startswith(f"results/{preset}/eval/")}
+        assert evals == expected, name
         assert " ".join(runs.format_run_options(needed)) in job["shellcmd"], name
     # every run the tables and figures read is trained and evaluated
     read = {r for name in tables for ids in runs.item_jobs(name, p, preset).values() for r in ids}
@@ -78,13 +83,14 @@ def test_presets_map_logical_datasets_to_their_sources(dags):
     (pretrain,) = of_rule(demo, "pretrain")
     assert pretrain["output"][0] == "weights/stand-in/sam2_test_hiera_tiny_synthetic.pt"
     for rule in ("table", "figure", "summary"):
-        paper_out = {str(j["output"]) for j in of_rule(paper, rule)}
+        paper_out = {str(j["output"]).replace("/paper/", "/demo/") for j in of_rule(paper, rule)}
         assert paper_out <= {str(j["output"]) for j in of_rule(demo, rule)}, rule
     # every command is handed the resolved config of its run (which carries the preset)
     (train,) = [j for j in of_rule(paper, "train") if j["wildcards"]["run_id"] == "pst900/full"]
-    assert "sartm pipeline train --config results/configs/pst900/full.yaml" in train["shellcmd"]
+    command = "sartm train --config results/paper/configs/pst900/full.yaml --restart-if-changed"
+    assert command in train["shellcmd"]
     assert {
-        "results/configs/pst900/full.yaml",
+        "results/paper/configs/pst900/full.yaml",
         "data/processed/pst900",
         "data/text/pst900.pt",
     } <= set(train["input"])
@@ -92,10 +98,25 @@ def test_presets_map_logical_datasets_to_their_sources(dags):
     assert "--preset paper" in text["shellcmd"] and "openai" in text["shellcmd"]
 
 
+def test_presets_write_side_by_side(dags):
+    """No file one preset's pipeline writes is written, or deleted, by another's: results live in
+    results/<preset>/, and the ci preset's smaller stand-ins and SAM2 stand-in in files of their
+    own. (The MLflow store is shared; each preset logs into its own experiment.)"""
+    outputs = {
+        preset: {f for j in jobs for f in j["output"] + j["log"]} for preset, jobs in dags.items()
+    }
+    for preset, files in outputs.items():
+        assert all(f.startswith((f"results/{preset}/", "data/", "weights/")) for f in files)
+        for other, theirs in outputs.items():
+            if other != preset:
+                clashes = {f for f in files for t in theirs if f == t or t.startswith(f + "/")}
+                assert not clashes, (preset, other, sorted(clashes)[:5])
+
+
 @pytest.mark.parametrize("target", ["t4", "f7", "curves_t6"])
 def test_one_target_builds_only_what_it_needs(tmp_path, target):
     folder, ext = ("tables", "md") if target in runs.table_names() else ("figures", "png")
-    jobs = dag_jobs(copy_workflow(tmp_path), f"results/{folder}/{target}.{ext}")
+    jobs = dag_jobs(copy_workflow(tmp_path), f"results/demo/{folder}/{target}.{ext}")
     needed = {r for ids in runs.item_jobs(target, params()).values() for r in ids}
     assert set(run_ids(jobs, "train")) == needed
     assert set(run_ids(jobs, "evaluate")) == needed
@@ -116,9 +137,9 @@ def test_aliases_and_seeds(tmp_path):
     t4 = _item(jobs, "t4")
     assert "--run pst900/rank8=pst900/full --run pst900/rank8=pst900/full/seed2" in t4["shellcmd"]
     assert {
-        "results/eval/pst900/full/metrics.json",
-        "results/eval/pst900/full/seed2/metrics.json",
-        "results/eval/pst900/rank4/seed2/metrics.json",
+        "results/paper/eval/pst900/full/metrics.json",
+        "results/paper/eval/pst900/full/seed2/metrics.json",
+        "results/paper/eval/pst900/rank4/seed2/metrics.json",
     } <= set(t4["input"])
 
 
@@ -138,7 +159,8 @@ def test_text_cache_only_where_language_is_distilled(tmp_path):
 def test_dvc_yaml_has_the_same_stages_and_commands(dags):
     """dvc.yaml (generated) and the Snakefile: same jobs, outputs, dependencies and commands."""
     p = params()
-    jobs, dvc = dags[p["preset"]], dvcgen.stages(p)
+    jobs, dvc, plan = dags[p["preset"]], dvcgen.stages(p), Plan(p)
+    evals = f"results/{plan.preset}/eval/"
 
     def outs(stage: dict) -> set[str]:
         return {next(iter(o)) for kind in ("outs", "metrics") for o in stage.get(kind, [])}
@@ -149,15 +171,15 @@ def test_dvc_yaml_has_the_same_stages_and_commands(dags):
             stage = dvc[dvcgen.stage_name(rule, job["wildcards"]["run_id"])]
             assert set(job["output"]) <= outs(stage)
             assert stage["cmd"] in job["shellcmd"]
-            assert config_file(job["wildcards"]["run_id"]).as_posix() in stage["deps"]
+            assert plan.config_file(job["wildcards"]["run_id"]).as_posix() in stage["deps"]
     for rule in ("table", "figure"):
         assert sum(n.startswith(f"{rule}-") for n in dvc) == len(of_rule(jobs, rule))
         for job in of_rule(jobs, rule):
             stage = dvc[dvcgen.stage_name(rule, job["wildcards"][rule])]
             assert set(job["output"]) == outs(stage)
             assert stage["cmd"] in job["shellcmd"]
-            metrics = {f for f in job["input"] if f.startswith("results/eval/")}
-            assert metrics == {d for d in stage["deps"] if d.startswith("results/eval/")}
+            metrics = {f for f in job["input"] if f.startswith(evals)}
+            assert metrics == {d for d in stage["deps"] if d.startswith(evals)}
     assert {j["output"][0] for j in of_rule(jobs, "run_config")} == outs(dvc["configs"])
     assert set(of_rule(jobs, "summary")[0]["output"]) == outs(dvc["summary"])
     assert set(of_rule(jobs, "tracking")[0]["output"]) == outs(dvc["tracking"])
@@ -188,12 +210,12 @@ def test_dvc_config_is_offline():
     assert cfg["core"]["check_update"] == "false"
 
 
-def test_run_config_rewritten_only_when_the_training_identity_changes(tmp_path):
+def test_run_config_rewritten_only_when_the_training_identity_changes(tmp_path, monkeypatch):
     """Snakemake (params trigger) and DVC (sartm pipeline configs) rewrite the same files."""
     p = params()
     root = copy_workflow(tmp_path / "snakemake", p)
     jobs = ["pst900/full", "pst900/rank4", "pst900/rank8", "mfnet/full", "fmb/no-aux"]
-    targets = [config_file(run_id).as_posix() for run_id in jobs]
+    targets = [Plan(p, "ci").config_file(run_id).as_posix() for run_id in jobs]
     snakemake(root, *targets, "--cores", "1", "--config", "preset=ci")
     assert not [j for j in dag_jobs(root, *targets, preset="ci") if j["needrun"]]
 
@@ -205,18 +227,18 @@ def test_run_config_rewritten_only_when_the_training_identity_changes(tmp_path):
     p["runs"]["rank4"]["set"]["model.lora_rank"] = 5
     copy_workflow(root, p)
     pending = [j["output"] for j in dag_jobs(root, *targets, preset="ci") if j["needrun"]]
-    assert pending == [["results/configs/pst900/rank4.yaml"]]
+    assert pending == [["results/ci/configs/pst900/rank4.yaml"]]
 
     # the DVC stage: the same files, rewritten by the same rule
-    results = tmp_path / "dvc" / "results"
-    first = stages.write_configs(params(), "ci", results)
+    (tmp_path / "dvc").mkdir()
+    monkeypatch.chdir(tmp_path / "dvc")
+    first = run_configs.write_configs(Plan(params(), "ci"))
     assert len(first) == 33 and all(first.values())  # ci: the demo's 30 + 3 of its own
-    assert not any(stages.write_configs(params(), "ci", results).values())
-    changed = stages.write_configs(p, "ci", results)
-    assert [path for path, rewritten in changed.items() if rewritten] == [
-        config_file("pst900/rank4", results)
-    ]
-    assert cfgmod.load_config(config_file("pst900/rank4", results)).model.lora_rank == 5
+    assert not any(run_configs.write_configs(Plan(params(), "ci")).values())
+    changed = run_configs.write_configs(Plan(p, "ci"))
+    rank4 = Plan(p, "ci").config_file("pst900/rank4")
+    assert [path for path, rewritten in changed.items() if rewritten] == [rank4]
+    assert cfgmod.load_config(rank4).model.lora_rank == 5
 
 
 def test_lint_and_format(tmp_path):
@@ -236,38 +258,21 @@ def test_profiles(tmp_path):
     assert default["resources"] == ["gpu=1"]
     slurm = yaml.safe_load((root / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["set-resources"]["train"]["slurm_partition"]
-    target = "results/train/pst900/full/train_metrics.json"
+    target = "results/demo/train/pst900/full/train_metrics.json"
     local = snakemake(
         root, target, "-n", "-p", "--workflow-profile", "workflow/profiles/default", "--cores", "2"
     )
     assert "workflow/profiles/default" in local.stdout + local.stderr
-    assert "sartm pipeline train --config results/configs/pst900/full.yaml --gpus 0" in local.stdout
+    assert "sartm train --config results/demo/configs/pst900/full.yaml" in local.stdout
     # the paper preset asks for a GPU; a rule given more GPUs hands them to the training step, and
     # its threads (8) are not capped at --cores (1 when unset, for remote jobs): the profile's cores
+    target = target.replace("/demo/", "/paper/")
     cluster = snakemake(
         root, target, "-n", "-p", "--workflow-profile", "workflow/profiles/slurm",
         "--config", "preset=paper", "--set-resources", "train:gpu=2",
     )  # fmt: skip
-    assert "--gpus 2" in cluster.stdout and "OMP_NUM_THREADS=8" in cluster.stdout
+    assert "torchrun --standalone --nproc_per_node=2 -m sartm train" in cluster.stdout
+    assert "OMP_NUM_THREADS=8" in cluster.stdout
     assert slurm["slurm-status-command"] == "squeue"  # no accounting database: sacct cannot answer
     paper = snakemake(root, target, "-n", "-p", "--config", "preset=paper")
-    assert "--gpus 1" in paper.stdout
-
-
-def test_training_step_resumes_or_starts_over(tmp_path):
-    """torchrun with several GPUs; --no-resume only for a checkpoint of another configuration."""
-    import torch
-
-    results = tmp_path / "results"
-    config = stages.write_config("pst900/full", params(), "ci", tmp_path / "full.yaml")[1]
-    cfg = cfgmod.load_config(config)
-    command = stages.train_command(config, gpus=0, results=results)
-    assert command[1:] == ["-m", "sartm", "train", "--config", str(config), "--quiet"]
-    multi = stages.train_command(config, gpus=2, results=results)
-    assert multi[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    last = results / "train" / "pst900" / "full" / "last.pt"
-    last.parent.mkdir(parents=True)
-    torch.save({"config_hash": cfg.hash()}, last)
-    assert "--no-resume" not in stages.train_command(config, results=results)  # interrupted
-    torch.save({"config_hash": "0123456789ab"}, last)
-    assert stages.train_command(config, results=results)[-1] == "--no-resume"  # superseded
+    assert "torchrun" not in paper.stdout and "sartm train --config" in paper.stdout

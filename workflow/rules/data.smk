@@ -6,48 +6,46 @@
 
 rule synth:
     output:
-        directory(paths.processed_dir("{source}", DATA_ROOT)),
+        directory(str(paths.processed_dir("{source}", DATA_ROOT))),
     log:
-        log_file("data", "{source}"),
+        str(PLAN.log_file("data", "{source}")),
     conda:
         CONDA_ENV
     params:
-        args=lambda wildcards: synth_args(wildcards.source),
-        preset=PRESET,
+        command=lambda wildcards: PLAN.synth_command(wildcards.source),
     message:
         "Generating the SYNTHETIC stand-in {wildcards.source}"
     shell:
-        "sartm data synth {wildcards.source} --out {output} --preset {params.preset}"
-        " {params.args:q} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 rule download:
     output:
-        directory(paths.raw_dir("{dataset}", DATA_ROOT)),
+        directory(str(paths.raw_dir("{dataset}", DATA_ROOT))),
     log:
-        log_file("data", "download-{dataset}"),
+        str(PLAN.log_file("data", "download-{dataset}")),
     conda:
         CONDA_ENV
     params:
-        root=lambda wildcards, output: Path(output[0]).parent.parent,
+        command=lambda wildcards: PLAN.download_command(wildcards.dataset),
     message:
         "Downloading, verifying and extracting {wildcards.dataset}"
     shell:
-        "sartm data download {wildcards.dataset} --root {params.root:q} --no-progress"
-        " > {log} 2>&1"
+        "{params.command} > {log} 2>&1"
 
 
 rule prepare:
     input:
-        paths.raw_dir("{dataset}", DATA_ROOT),
+        str(paths.raw_dir("{dataset}", DATA_ROOT)),
     output:
-        directory(paths.processed_dir("{dataset}", DATA_ROOT)),
+        directory(str(paths.processed_dir("{dataset}", DATA_ROOT))),
     log:
-        log_file("data", "prepare-{dataset}"),
+        str(PLAN.log_file("data", "prepare-{dataset}")),
     conda:
         CONDA_ENV
+    params:
+        command=lambda wildcards: PLAN.prepare_command(wildcards.dataset),
     message:
         "Converting {wildcards.dataset} to the common layout"
     shell:
-        "sartm data prepare {wildcards.dataset} --raw {input:q} --out {output:q} --force"
-        " --no-progress > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

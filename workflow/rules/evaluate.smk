@@ -4,14 +4,14 @@
 
 rule evaluate:
     input:
-        config=config_file("{run_id}"),
-        trained=train_done("{run_id}"),
+        config=str(PLAN.config_file("{run_id}")),
+        trained=str(PLAN.train_done("{run_id}")),
     output:
-        metrics_file("{run_id}"),
+        str(PLAN.metrics_file("{run_id}")),
     log:
-        log_file("evaluate", "{run_id}"),
+        str(PLAN.log_file("evaluate", "{run_id}")),
     benchmark:
-        benchmark_file("evaluate", "{run_id}")
+        str(PLAN.benchmark_file("evaluate", "{run_id}"))
     conda:
         CONDA_ENV
     threads: EVAL_RESOURCES["threads"]
@@ -19,8 +19,9 @@ rule evaluate:
         gpu=min(EVAL_RESOURCES["gpu"], 1),
         mem_mb=EVAL_RESOURCES["mem_mb"],
         runtime=EVAL_RESOURCES["runtime"],
+    params:
+        command=lambda wildcards: PLAN.evaluate_command(wildcards.run_id),
     message:
         "Evaluating {wildcards.run_id} (preset {PRESET})"
     shell:
-        "export OMP_NUM_THREADS={threads}; "
-        "sartm evaluate --config {input.config:q} --quiet > {log} 2>&1"
+        "export OMP_NUM_THREADS={threads}; {params.command} > {log} 2>&1"

@@ -5,19 +5,18 @@
 
 rule pretrain:
     output:
-        checkpoint=PRETRAIN["out"],
-        sha256=PRETRAIN["out"] + ".sha256",
-        summary=PRETRAIN["out"] + ".json",
+        checkpoint=PLAN.pretrain["out"],
+        sha256=PLAN.pretrain["out"] + ".sha256",
+        summary=PLAN.pretrain["out"] + ".json",
     log:
-        log_file("pretrain", "stand-in"),
+        str(PLAN.log_file("pretrain", "stand-in")),
     conda:
         CONDA_ENV
-    threads: PRETRAIN["threads"]
+    threads: PLAN.pretrain["threads"]
     params:
-        preset=PRESET,
-        settings=json.dumps(PRETRAIN, sort_keys=True),  # a changed setting remakes it
+        command=PLAN.pretrain_command,
+        settings=json.dumps(PLAN.pretrain, sort_keys=True),  # a changed setting remakes it
     message:
         "Pretraining the SYNTHETIC SAM2 stand-in {output.checkpoint}"
     shell:
-        "sartm pretrain --preset {params.preset} --out {output.checkpoint:q} --force --quiet"
-        " > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

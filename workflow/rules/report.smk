@@ -1,7 +1,8 @@
 # Tables, figures and the summary read only metrics.json files (and, for the timing table,
 # Snakemake's benchmark files); each table or figure is its own job, so `snakemake
-# results/tables/t4.md` trains and evaluates only what Table IV needs. Every table (as an HTML
-# page, so that the report shows it) and figure goes into `snakemake --report results/report.zip`
+# results/demo/tables/t4.md` trains and evaluates only what Table IV needs. Every table (as an HTML
+# page, so that the report shows it) and figure goes into the preset's report
+# (`snakemake --report results/<preset>/report.zip`)
 # with its caption (workflow/report/), filed under the paper's table or figure number.
 
 from sartm.report import tables as sartm_tables
@@ -14,28 +15,28 @@ rule table:
     input:
         unpack(table_inputs),
     output:
-        md=str(paths.tables_dir() / "{table}.md"),
+        md=str(paths.tables_dir(RESULTS) / "{table}.md"),
         csv=report(
-            str(paths.tables_dir() / "{table}.csv"),
+            str(paths.tables_dir(RESULTS) / "{table}.csv"),
             caption="../report/table.rst",
             category="Tables",
             subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
             labels={"table": "{table}", "format": "CSV"},
         ),
-        tex=str(paths.tables_dir() / "{table}.tex"),
+        tex=str(paths.tables_dir(RESULTS) / "{table}.tex"),
         html=report(
-            str(paths.tables_dir() / "{table}.html"),
+            str(paths.tables_dir(RESULTS) / "{table}.html"),
             caption="../report/table.rst",
             category="Tables",
             subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
             labels={"table": "{table}", "format": "HTML"},
         ),
     log:
-        log_file("report", "table-{table}"),
+        str(PLAN.log_file("report", "table-{table}")),
     conda:
         CONDA_ENV
     params:
-        runs=lambda wildcards: run_options(item_jobs(wildcards.table)),
+        runs=lambda wildcards: PLAN.item_options(wildcards.table),
         out=lambda wildcards, output: Path(output.md).parent,
         results=RESULTS,
         preset_note=PRESET_NOTE,
@@ -51,19 +52,19 @@ rule figure:
         unpack(figure_inputs),
     output:
         png=report(
-            str(paths.figures_dir() / "{figure}.png"),
+            str(paths.figures_dir(RESULTS) / "{figure}.png"),
             caption="../report/figure.rst",
             category="Figures",
             subcategory=lambda wildcards: sartm_tables.report_section(wildcards[0]),
             labels={"figure": "{figure}"},
         ),
-        pdf=str(paths.figures_dir() / "{figure}.pdf"),
+        pdf=str(paths.figures_dir(RESULTS) / "{figure}.pdf"),
     log:
-        log_file("report", "figure-{figure}"),
+        str(PLAN.log_file("report", "figure-{figure}")),
     conda:
         CONDA_ENV
     params:
-        runs=lambda wildcards: run_options(item_jobs(wildcards.figure)),
+        runs=lambda wildcards: PLAN.item_options(wildcards.figure),
         out=lambda wildcards, output: Path(output.png).parent,
         results=RESULTS,
         data=DATA_ROOT,
@@ -77,18 +78,24 @@ rule figure:
 
 rule summary:
     input:
-        item_metrics(summary_jobs()),
+        PLAN.item_metrics(PLAN.summary_jobs),
     output:
-        report(SUMMARY, caption="../report/summary.rst", category="Summary"),
+        md=str(PLAN.summary_file),
+        # the HTML page is what the report shows inside the page
+        html=report(
+            str(PLAN.summary_html), caption="../report/summary.rst", category="Summary"
+        ),
+        scores=str(PLAN.scores_file),
     log:
-        log_file("report", "summary"),
+        str(PLAN.log_file("report", "summary")),
     conda:
         CONDA_ENV
     params:
-        runs=run_options(summary_jobs()),
+        runs=PLAN.summary_options,
         results=RESULTS,
         preset_note=PRESET_NOTE,
     message:
         "Writing the paper-vs-reproduction summary"
     shell:
-        "sartm report summary {params.runs:q} --results {params.results:q} --out {output:q} > {log} 2>&1"
+        "sartm report summary {params.runs:q} --results {params.results:q} --out {output.md:q}"
+        " > {log} 2>&1"

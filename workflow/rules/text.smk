@@ -4,23 +4,16 @@
 
 rule text_cache:
     input:
-        # custom datasets take their class names from their meta.json
-        lambda wildcards: (
-            [str(paths.processed_dir(wildcards.cache, DATA_ROOT))]
-            if wildcards.cache.startswith("custom-")
-            else []
-        ),
+        lambda wildcards: PLAN.text_inputs(wildcards.cache),
     output:
-        paths.text_cache("{cache}", DATA_ROOT),
+        str(paths.text_cache("{cache}", DATA_ROOT)),
     log:
-        log_file("text", "{cache}"),
+        str(PLAN.log_file("text", "{cache}")),
     conda:
         CONDA_ENV
     params:
-        settings=lambda wildcards: text_settings(wildcards.cache),
-        preset=PRESET,
+        command=lambda wildcards: PLAN.text_command(wildcards.cache),
     message:
         "Encoding the class names of {wildcards.cache} with the CLIP text encoder"
     shell:
-        "sartm embed {wildcards.cache} --out {output} --preset {params.preset}"
-        " {params.settings:q} > {log} 2>&1"
+        "{params.command} > {log} 2>&1"

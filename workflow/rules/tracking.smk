@@ -5,15 +5,18 @@
 
 rule tracking:
     output:
-        stamp_file("tracking.txt"),
+        str(PLAN.stamp_file("tracking.txt")),
     log:
-        log_file("tracking", "init"),
+        str(PLAN.log_file("tracking", "init")),
     conda:
         CONDA_ENV
     params:
-        settings=json.dumps(BASE["mfnet"].sections()["tracking"], sort_keys=True),
-        preset=PRESET,
+        # a function: the experiment name holds "{preset}", which is no wildcard
+        settings=lambda wildcards: json.dumps(
+            PLAN.base["mfnet"].sections()["tracking"], sort_keys=True
+        ),
+        command=PLAN.tracking_command,
     message:
         "Creating the MLflow tracking store and experiment"
     shell:
-        "sartm tracking init --preset {params.preset} > {output} 2> {log}"
+        "{params.command} > {output} 2> {log}"

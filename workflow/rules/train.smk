@@ -6,19 +6,19 @@
 # separate jobs: evaluation can be redone without retraining, and each has its own benchmark.
 # Only train_metrics.json (written last) is declared: last.pt and history.csv stay across a
 # rerun, so an interrupted job resumes where it stopped; a checkpoint of a superseded
-# configuration is started over (sartm pipeline train decides, then runs sartm train).
+# configuration is started over (`sartm train --restart-if-changed` decides).
 
 
 rule run_config:
     output:
-        config_file("{run_id}"),
+        str(PLAN.config_file("{run_id}")),
     log:
-        log_file("configs", "{run_id}"),
+        str(PLAN.log_file("configs", "{run_id}")),
     localrule: True
     conda:
         CONDA_ENV
     params:
-        identity=lambda wildcards: run_identity(wildcards.run_id),
+        identity=lambda wildcards: PLAN.run_identity(wildcards.run_id),
         preset=PRESET,
     message:
         "Resolving the configuration of {wildcards.run_id} (preset {PRESET})"
@@ -31,11 +31,11 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        train_done("{run_id}"),
+        str(PLAN.train_done("{run_id}")),
     log:
-        log_file("train", "{run_id}"),
+        str(PLAN.log_file("train", "{run_id}")),
     benchmark:
-        benchmark_file("train", "{run_id}")
+        str(PLAN.benchmark_file("train", "{run_id}"))
     conda:
         CONDA_ENV
     threads: TRAIN_RESOURCES["threads"]
@@ -43,10 +43,13 @@ rule train:
         gpu=TRAIN_RESOURCES["gpu"],
         mem_mb=TRAIN_RESOURCES["mem_mb"],
         runtime=TRAIN_RESOURCES["runtime"],
+    params:
+        command=lambda wildcards, resources: PLAN.train_command(
+            wildcards.run_id, resources.gpu
+        ),
     message:
         "Training {wildcards.run_id} (preset {PRESET})"
     shell:
-        # resumes an interrupted run; more than one GPU trains under torchrun (DDP)
-        "export OMP_NUM_THREADS={threads}; "
-        "sartm pipeline train --config {input.config:q} --gpus {resources.gpu}"
-        " > {log} 2>&1"
+        # resumes an interrupted run, starts a superseded one over; more than one GPU trains
+        # under torchrun (DDP)
+        "export OMP_NUM_THREADS={threads}; {params.command} > {log} 2>&1"

@@ -2,9 +2,9 @@
 
 A table names logical runs (`pst900/no-language`, a run of params.yaml's run list); the pipeline
 trains one job per distinct canonical configuration and seed. `job_map` turns logical runs into
-those jobs' run ids (one per seed), which is all the report code needs to find
-`results/eval/<run_id>/metrics.json`. The Snakefile (workflow/rules/common.smk) reads the same
-experiments.yaml with the same rules; a test checks that both agree.
+those jobs' run ids (one per seed), which is all the report code needs to find each run's
+metrics.json. Config level only (no torch): the Snakefile, the dvc.yaml generator and the CLI
+import it (through sartm.pipeline.plan).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import yaml
 from sartm import config as cfgmod
 from sartm.errors import SartmError
 
-EXPERIMENTS_FILE = Path(__file__).resolve().parent.parent / "resources" / "experiments.yaml"
+EXPERIMENTS_FILE = Path(__file__).resolve().parent / "resources" / "experiments.yaml"
 ALL = "all"
 
 
-class ReportError(SartmError, RuntimeError):
-    """A table or figure cannot be built; the message names the file or setting at fault."""
+class RunListError(SartmError, ValueError):
+    """experiments.yaml and params.yaml's run list disagree, or a --run option is malformed."""
 
 
 @cache
@@ -38,7 +38,9 @@ def item_spec(name: str) -> tuple[str, dict[str, Any]]:
         if name in spec[group]:
             return group, spec[group][name]
     known = [*spec["tables"], *spec["figures"]]
-    raise ReportError(f"{EXPERIMENTS_FILE}: no table or figure {name!r}; known: {', '.join(known)}")
+    raise RunListError(
+        f"{EXPERIMENTS_FILE}: no table or figure {name!r}; known: {', '.join(known)}"
+    )
 
 
 def table_names(params: dict[str, Any] | None = None, preset: str | None = None) -> list[str]:
@@ -109,7 +111,7 @@ def job_map(
     out: dict[str, list[str]] = {}
     for name in names:
         if name not in aliases[0]:
-            raise ReportError(
+            raise RunListError(
                 f"{EXPERIMENTS_FILE}: {name!r} is not a run of params.yaml's run list "
                 "(runs: <name>: {datasets: [...]})"
             )
@@ -135,7 +137,7 @@ def parse_run_options(items: tuple[str, ...] | list[str]) -> dict[str, list[str]
         logical, _, run_id = item.partition("=")
         logical, run_id = logical.strip(), (run_id or logical).strip()
         if logical.count("/") != 1 or not run_id.startswith(logical.split("/")[0] + "/"):
-            raise ReportError(f"--run {item}: expected DATASET/RUN or DATASET/RUN=RUN_ID")
+            raise RunListError(f"--run {item}: expected DATASET/RUN or DATASET/RUN=RUN_ID")
         out.setdefault(logical, []).append(run_id)
     return out
 
@@ -147,3 +149,13 @@ def format_run_options(mapping: dict[str, list[str]]) -> list[str]:
         for run_id in run_ids:
             out += ["--run", logical if run_id == logical else f"{logical}={run_id}"]
     return out
+
+
+def summary_tables() -> list[str]:
+    """The tables results/<preset>/summary.md draws its lines from (experiments.yaml)."""
+    return list(experiments()["summary"]["tables"])
+
+
+def summary_runs() -> list[str]:
+    """Every logical run the summary reads."""
+    return list(dict.fromkeys(lg for t in summary_tables() for lg in leaves(runs_tree(t))))
