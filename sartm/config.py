@@ -21,14 +21,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sartm.data.spec import REAL, SYNTHETIC_PREFIX
 from sartm.errors import SartmError
 
 SECTIONS = ("data", "synth", "model", "loss", "text", "train", "eval", "tracking")
-LOGICAL_DATASETS = ("mfnet", "pst900", "fmb")
+LOGICAL_DATASETS = tuple(REAL)  # the paper's (sartm.data.spec); params.yaml `datasets:` adds yours
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.json"
 DEFAULT_PARAMS = Path("params.yaml")
-SYNTHETIC_PREFIX = "synth-"
+CUSTOM_PREFIX = "custom-"
 
 
 class ConfigError(SartmError, ValueError):
@@ -363,15 +364,34 @@ def _preset_chain(params: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return chain
 
 
+def logical_datasets(params: dict[str, Any]) -> tuple[str, ...]:
+    """The paper's three datasets, then the user's own (params.yaml `datasets:`)."""
+    return (*LOGICAL_DATASETS, *params.get("datasets", {}))
+
+
+def own_dataset(params: dict[str, Any], dataset: str) -> dict[str, Any] | None:
+    """The `datasets:` entry of a dataset of the user's (None for the paper's three)."""
+    return params.get("datasets", {}).get(dataset)
+
+
 def run_list(params: dict[str, Any], preset: str | None = None) -> dict[str, dict[str, Any]]:
     """params.yaml's `runs:` plus the extra runs of the preset chain (`presets.<name>.runs`),
-    which exist in that preset alone (e.g. the demo's random-encoder run)."""
+    which exist in that preset alone (e.g. the demo's random-encoder run); each of the user's
+    own datasets joins the runs its `datasets.<name>.runs` names."""
     out = dict(params["runs"])
     for item in _preset_chain(params, preset or params["preset"]):
         for name, spec in item.get("runs", {}).items():
             if name in params["runs"]:
                 raise ConfigError(f"presets: extra run {name!r} is already in runs:")
             out[name] = spec
+    for dataset, entry in params.get("datasets", {}).items():
+        for run in entry["runs"]:
+            if run not in out:
+                raise ConfigError(
+                    f"params.yaml: datasets.{dataset}.runs: {run!r} is not a run of runs: "
+                    f"(known: {', '.join(out)})"
+                )
+            out[run] = {**out[run], "datasets": [*out[run]["datasets"], dataset]}
     return out
 
 
@@ -459,9 +479,10 @@ def resolve(
     """The configuration of one run of the pipeline (or an ad-hoc run when `run` is None)."""
     params = load_params() if params is None else params
     preset = preset or params["preset"]
-    if dataset not in LOGICAL_DATASETS:
+    if dataset not in logical_datasets(params):
         raise ConfigError(
-            f"dataset: {dataset!r} is not allowed; allowed values: {', '.join(LOGICAL_DATASETS)}"
+            f"dataset: {dataset!r} is not allowed; allowed values: "
+            f"{', '.join(logical_datasets(params))} (your own: params.yaml datasets:)"
         )
     sections = {name: copy.deepcopy(params[name]) for name in SECTIONS}
     chain = _preset_chain(params, preset)
@@ -473,6 +494,10 @@ def resolve(
         for key, value in item.get("per_dataset", {}).get(dataset, {}).items():
             _set_dotted(sections, key, value, source=f"presets.{preset}.per_dataset.{dataset}")
     sections["data"]["dataset"] = sources.get(dataset, dataset)
+    if (own := own_dataset(params, dataset)) is not None:
+        sections["data"]["dataset"] = CUSTOM_PREFIX + dataset
+        for key, value in own.get("set", {}).items():
+            _set_dotted(sections, key, value, source=f"datasets.{dataset}.set")
     if run is not None:
         runs = run_list(params, preset)
         if run not in runs:

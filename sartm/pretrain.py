@@ -37,11 +37,11 @@ from tqdm import tqdm
 from sartm.data.spec import IGNORE_INDEX, spec_for
 from sartm.data.synth import PRETRAIN_SPLIT, SYNTH_NAMES, render
 from sartm.data.transforms import TrainTransform
-from sartm.engine.checkpointing import sha256_file
 from sartm.errors import SartmError
 from sartm.model.backbones import build_image_encoder
 from sartm.model.decoder import PROMPT_PREFIX, build_decoder
 from sartm.model.encoder import NoPositionEncoding
+from sartm.model.sam2_weights import sha256_of
 
 FORMAT = "sartm-synthetic-sam2-stand-in"
 DESCRIPTION = (
@@ -228,7 +228,7 @@ def pretrain_stand_in(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     torch.save({"model": model.sam2_state_dict(), "sartm_stand_in": meta}, tmp)
-    sha = sha256_file(tmp)
+    sha = sha256_of(tmp)
     tmp.replace(out)
     out.with_name(out.name + ".sha256").write_text(f"{sha}  {out.name}\n")
     summary = {**meta, "path": str(out), "sha256": sha}

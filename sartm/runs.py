@@ -20,6 +20,9 @@ from sartm.errors import SartmError
 
 EXPERIMENTS_FILE = Path(__file__).resolve().parent / "resources" / "experiments.yaml"
 ALL = "all"
+# Each dataset of the user's (params.yaml `datasets:`) has a per-class table of every run on it.
+OWN_TABLE = "classes-"
+OF_DATASET = "dataset:"  # its `runs:`: every run of the run list on that dataset
 
 
 class RunListError(SartmError, ValueError):
@@ -31,8 +34,16 @@ def experiments() -> dict[str, Any]:
     return yaml.safe_load(EXPERIMENTS_FILE.read_text())
 
 
+def own_table(dataset: str) -> str:
+    return f"{OWN_TABLE}{dataset}"
+
+
 def item_spec(name: str) -> tuple[str, dict[str, Any]]:
     """("tables" | "figures", spec) of a table or figure name."""
+    if name.startswith(OWN_TABLE):
+        dataset = name.removeprefix(OWN_TABLE)
+        title = f"Your dataset {dataset}: test set, per-class IoU and mIoU (%) of its runs"
+        return "tables", {"kind": "classes", "title": title, "runs": OF_DATASET + dataset}
     spec = experiments()
     for group in ("tables", "figures"):
         if name in spec[group]:
@@ -46,7 +57,8 @@ def item_spec(name: str) -> tuple[str, dict[str, Any]]:
 def table_names(params: dict[str, Any] | None = None, preset: str | None = None) -> list[str]:
     """Every table; with `params`, those whose runs all exist in the preset (the demo has a
     table of its own runs)."""
-    return [n for n in experiments()["tables"] if params is None or available(n, params, preset)]
+    names = [n for n in experiments()["tables"] if params is None or available(n, params, preset)]
+    return names + [own_table(ds) for ds in (params or {}).get("datasets", {})]
 
 
 def figure_names(params: dict[str, Any] | None = None, preset: str | None = None) -> list[str]:
@@ -58,6 +70,8 @@ def available(name: str, params: dict[str, Any], preset: str | None = None) -> b
     tree = runs_tree(name)
     if tree == ALL:
         return True
+    if isinstance(tree, str) and tree.startswith(OF_DATASET):
+        return tree.removeprefix(OF_DATASET) in params.get("datasets", {})
     runs = cfgmod.run_list(params, preset)
     return all(lg.split("/", 1)[1] in runs for lg in leaves(tree))
 
@@ -94,6 +108,10 @@ def logical_runs(
     if tree == ALL:
         aliases = aliases or seed_aliases(params, preset)
         return list(dict.fromkeys(aliases[0].values()))
+    if isinstance(tree, str) and tree.startswith(OF_DATASET):
+        dataset = tree.removeprefix(OF_DATASET)
+        on = cfgmod.run_list(params, preset).items()
+        return [f"{dataset}/{run}" for run, spec in on if dataset in spec["datasets"]]
     return leaves(tree)
 
 

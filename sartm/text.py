@@ -27,18 +27,16 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sartm import paths, torchfile
+from sartm.config import TextConfig
 from sartm.data.common import DataError, load_meta
 from sartm.data.spec import spec_for
 from sartm.errors import SartmError
-
-if TYPE_CHECKING:
-    from sartm.config import TextConfig
 
 DEFAULT_MODEL = "ViT-B-32-quickgelu"
 RANDOM_SEED = 0

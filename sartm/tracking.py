@@ -15,9 +15,10 @@ notebook. The run name is the run's path in `results/<preset>/` (`cfg.run_id`, e
 What the MLflow UI shows (MLflow 3): the experiment is tagged as model training
 (`mlflow.experimentKind`) and carries a description, a primary metric and a saved view
 ("sartm: results": the preset and mIoU columns; MLflow shows no metric column by default). The
-links sartm prints (`ui_url`) open the runs in model-training mode on that view (the UI does not
-remember a link's mode, nor read the tag: opened without the link, MLflow 3.17 is in GenAI mode
-until its sidebar switch is set once; no server setting changes that default). Each training
+links sartm prints (`ui_url`) open the runs in model-training mode on that view. The UI reads
+neither the tag nor a link's mode for later visits, only its sidebar switch (browser storage):
+`sartm tracking ui` serves it through sartm/tracking_ui_app.py, which presets that choice to
+model training for a browser that has made none. Each training
 job is one run (a resume reopens it); each evaluation is a child run of it (`mlflow.parentRunId`,
 `mlflow.runType=evaluation`, which the UI shows expanded under its parent) with `eval/...`
 metrics, per-class IoU, its dataset split as an input, prediction images and the scored
@@ -72,9 +73,9 @@ EXPERIMENT_NOTE = """SARTM training and evaluation runs of this project{of_prese
 * The `preset` tag says which preset (demo / ci / paper) produced a run; runs tagged
   `synthetic=true` used synthetic stand-in data and are not comparable to the paper.
 * The saved view "sartm: results" (the Views menu) adds the preset and mIoU columns.
-* `sartm tracking ui` prints a link that opens these runs in "Model training" mode on that view.
-  Opened otherwise, MLflow starts in GenAI mode: pick "Model training" at the top of the sidebar
-  once (the browser remembers that choice, not the link's)."""
+* `sartm tracking ui` prints a link that opens these runs in "Model training" mode on that view,
+  and opens in that mode at its bare address too. On another MLflow server, MLflow starts in
+  GenAI mode: pick "Model training" at the top of the sidebar once (the browser remembers it)."""
 T = TypeVar("T")
 _initialised: dict[tuple[str, str], str] = {}
 
@@ -460,7 +461,7 @@ class Tracker:
         experiment already holds (same SHA-256) is linked, not copied again."""
         from mlflow.entities import LoggedModelInput, LoggedModelOutput
 
-        from sartm.engine.checkpointing import sha256_file
+        from sartm.engine.run_checkpoint import sha256_file
 
         source = source_run_id or self.run_id
         name = re.sub(r"[/:.%\"']", "-", name)  # characters MLflow refuses in a model name

@@ -153,6 +153,41 @@ def test_preset_repeats_and_extra_runs_stay_in_their_preset(params):
         cfgmod.resolve(params, dataset="pst900", run="random-encoder", preset="paper")
 
 
+OWN = {"raw": "raw/mine", "classes": "raw/classes.yaml", "runs": ["full", "no-aux"]}
+
+
+def test_a_dataset_of_your_own_joins_its_runs_in_every_preset(tmp_path):
+    def add(d):
+        d["datasets"] = {"mine": {**OWN, "set": {"data.crop_size": 96}}}
+
+    params = cfgmod.load_params(write_params(tmp_path, add))
+    assert cfgmod.logical_datasets(params) == ("mfnet", "pst900", "fmb", "mine")
+    for preset in ("paper", "demo"):
+        runs = cfgmod.run_list(params, preset)
+        assert "mine" in runs["full"]["datasets"] and "mine" in runs["no-aux"]["datasets"]
+        assert "mine" not in runs["rank4"]["datasets"]
+        jobs = {c.run_id for c in cfgmod.pipeline_runs(params, preset)}
+        assert {"mine/full", "mine/no-aux"} <= jobs
+    cfg = cfgmod.resolve(params, dataset="mine", run="no-aux", preset="demo")
+    assert cfg.data.dataset == "custom-mine" and not cfg.synthetic  # never a stand-in
+    assert cfg.data.crop_size == 96 and cfg.loss.w1 == 0  # its settings, then the run's
+    assert cfg.model.backbone == "test_hiera_tiny"  # and the preset's
+    with pytest.raises(cfgmod.ConfigError, match="runs on .* not on 'mine'"):
+        cfgmod.resolve(params, dataset="mine", run="rank4", preset="demo")
+
+
+def test_a_dataset_of_your_own_is_checked(tmp_path):
+    def unknown_run(d):
+        d["datasets"] = {"mine": {**OWN, "runs": ["fulll"]}}
+
+    params = cfgmod.load_params(write_params(tmp_path, unknown_run))
+    with pytest.raises(cfgmod.ConfigError, match=r"datasets\.mine\.runs: 'fulll' is not a run"):
+        cfgmod.run_list(params, "paper")
+    for bad in ({"pst900": OWN}, {"Mine": OWN}, {"mine": {**OWN, "raw": 3}}):
+        with pytest.raises(cfgmod.ConfigError, match="datasets"):
+            cfgmod.load_params(write_params(tmp_path, lambda d, bad=bad: d.update(datasets=bad)))
+
+
 def test_identical_runs_are_one_run(tmp_path):
     def add_duplicate(d):
         d["runs"]["w3-100"] = {"datasets": ["mfnet"], "set": {"loss.w3": 100}}  # == mfnet/full

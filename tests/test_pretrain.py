@@ -13,7 +13,7 @@ from sartm import config as cfgmod
 from sartm.cli import cli
 from sartm.data.synth import PRETRAIN_SPLIT, render
 from sartm.engine import modelio
-from sartm.model.checkpoint import detect_backbone, read_sam2_checkpoint
+from sartm.model.sam2_weights import detect_backbone, read_sam2_checkpoint
 from sartm.pretrain import (
     PretrainError,
     PretrainSettings,

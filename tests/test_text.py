@@ -216,8 +216,9 @@ def test_cli_embed_reports_errors_cleanly(tmp_path, monkeypatch):
     result = CliRunner().invoke(
         cli, ["embed", "custom-none", "--params", str(PARAMS), "--set", f"text.model={TINY}"]
     )
-    assert result.exit_code == 1
-    assert "meta.json" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 1  # an undeclared dataset gets no other dataset's settings
+    assert "custom-none: not a dataset of" in result.stderr and "datasets:" in result.stderr
+    assert "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["embed", "fmb", "--params", str(PARAMS), "--set", "x.y=1"])
     assert result.exit_code == 1 and "unknown section" in result.stderr
 

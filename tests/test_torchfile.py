@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sartm import torchfile
 from sartm.cli import cli
 from sartm.config import PROJECT_ROOT
-from sartm.engine.checkpointing import TrainingCheckpointError, load_checkpoint
 from sartm.engine.modelio import load_trained
-from sartm.model.checkpoint import CheckpointError, read_sam2_checkpoint
+from sartm.engine.run_checkpoint import TrainingCheckpointError, load_checkpoint
+from sartm.model.sam2_weights import CheckpointError, read_sam2_checkpoint
 from sartm.text import TextCacheError, read_text_cache
 
 PARAMS = PROJECT_ROOT / "params.yaml"

@@ -341,3 +341,55 @@ def test_a_run_id_with_a_dot_names_its_logged_model(tmp_path):
     run.end()
     model = run.client.get_logged_model(model_id)
     assert model.name == "mfnet-w1-0-008" and model.source_run_id == run.run_id
+
+
+def test_the_ui_app_opens_in_model_training_mode_unless_the_user_chose(tmp_path, monkeypatch):
+    """`sartm tracking ui`'s `mlflow.app` (sartm/tracking_ui_app.py): MLflow's own server, its
+    index.html with one script ahead of the bundle (the browser test runs it), all else as is."""
+    from importlib.metadata import entry_points
+
+    import mlflow.server
+    from mlflow.server import handlers
+
+    from sartm import tracking_ui_app
+
+    (registered,) = [e for e in entry_points(group="mlflow.app") if e.name == "sartm"]
+    assert registered.load() is tracking_ui_app.create_app  # `pip install -e .` registers it
+    cfg = _cfg(tmp_path)
+    experiment_id = tracking.init_store(cfg)
+    monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", cfg.tracking.uri)  # as `mlflow ui` sets them
+    monkeypatch.setenv("_MLFLOW_SERVER_ARTIFACT_ROOT", tracking.artifact_location(cfg))
+    monkeypatch.setattr(handlers, "_tracking_store", None)
+    app = mlflow.server.app
+    views = app.view_functions
+    monkeypatch.setitem(views, tracking_ui_app.INDEX_VIEW, views[tracking_ui_app.INDEX_VIEW])
+    pages = ["/", "/health", "/version", "/ajax-api/2.0/mlflow/experiments/search?max_results=5"]
+
+    def get_all() -> dict[str, tuple[int, str, str]]:
+        with app.test_client() as client:
+            got = {page: client.get(page) for page in pages}
+        return {
+            page: (r.status_code, r.mimetype, r.get_data(as_text=True)) for page, r in got.items()
+        }
+
+    plain = get_all()
+    monkeypatch.setenv("_MLFLOW_SGI_NAME", "waitress")  # the Flask app itself, not uvicorn's
+    assert tracking_ui_app.create_app() is app
+    assert tracking_ui_app.create_app(app) is app  # a second call changes nothing more
+    served = get_all()
+
+    index = served.pop("/")
+    assert index[:2] == (200, "text/html") and plain["/"][0] == 200
+    assert index[2].count(tracking_ui_app.SCRIPT) == 1
+    assert index[2].index(tracking_ui_app.SCRIPT) < index[2].index("static/js/main.")  # the bundle
+    assert index[2].replace(tracking_ui_app.SCRIPT, "") == plain["/"][2]
+    script = tracking_ui_app.SCRIPT
+    assert 'localStorage.getItem("mlflow.workflowType_v1")===null' in script  # only if unset
+    assert 'localStorage.setItem("mlflow.workflowType_v1","\\"machine_learning\\"")' in script
+    assert served == {page: plain[page] for page in served}
+    assert experiment_id in served[pages[-1]][2] and "sartm-ci" in served[pages[-1]][2]
+
+    from fastapi import FastAPI
+
+    monkeypatch.setenv("_MLFLOW_SGI_NAME", "uvicorn")  # `mlflow ui`'s default server
+    assert isinstance(tracking_ui_app.create_app(), FastAPI)  # MLflow's ASGI app around it

@@ -13,10 +13,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sartm import weights
 from sartm.cli import cli
+from sartm.model import sam2_weights as weights
 from sartm.model.backbones import BACKBONES
-from sartm.weights import HashMismatchWarning, WeightsError
+from sartm.model.sam2_weights import HashMismatchWarning, WeightsError
 
 REAL_URLOPEN = urllib.request.urlopen
 
@@ -62,7 +62,6 @@ def test_every_real_backbone_has_its_official_url_and_name():
     base = "https://dl.fbaipublicfiles.com/segment_anything_2"
     assert weights.entry("sam2_hiera_b+").url == f"{base}/072824/sam2_hiera_base_plus.pt"
     assert weights.entry("sam2.1_hiera_l").url == f"{base}/092824/sam2.1_hiera_large.pt"
-    assert weights.weights_for_backbone("sam2_hiera_b+") == "sam2_hiera_base_plus"
     assert weights.entry("sam2_hiera_base_plus").backbone == "sam2_hiera_b+"
     assert weights.entry("sam2_hiera_large").sha256 is None
     assert weights.entry("sam2_hiera_tiny").sha256.startswith("65b50056")

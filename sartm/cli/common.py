@@ -52,9 +52,9 @@ def config_options(with_run: bool = False) -> Callable:
             ),
             click.option(
                 "--dataset",
-                type=click.Choice(cfgmod.LOGICAL_DATASETS),
                 default="mfnet",
-                help="Logical dataset; the preset maps it to real or synthetic data.",
+                help="Logical dataset (mfnet, pst900, fmb, or one of params.yaml's `datasets:`); "
+                "the preset maps the paper's to real or synthetic data.",
             ),
             click.option(
                 "--config",

@@ -12,10 +12,19 @@ from sartm import paths
 from sartm.cli.common import resolve_from_options
 
 
-def _logical(dataset: str) -> str:
-    """The logical dataset whose settings apply (`synth-pst900` -> pst900; custom -> mfnet)."""
-    base = dataset.removeprefix(cfgmod.SYNTHETIC_PREFIX)
-    return base if base in cfgmod.LOGICAL_DATASETS else cfgmod.LOGICAL_DATASETS[0]
+def _logical(params_path: Path, config_path: Path | None, dataset: str) -> str:
+    """The logical dataset whose settings apply: `synth-pst900` -> pst900, `custom-mine` -> mine
+    (declared under params.yaml's `datasets:`)."""
+    if config_path is not None:
+        return cfgmod.load_config(config_path).dataset
+    name = dataset.removeprefix(cfgmod.SYNTHETIC_PREFIX).removeprefix(cfgmod.CUSTOM_PREFIX)
+    known = cfgmod.logical_datasets(cfgmod.load_params(params_path))
+    if name not in known:
+        raise click.ClickException(
+            f"{dataset}: not a dataset of {params_path} (known: {', '.join(known)}); declare your "
+            "own under `datasets:` so that its settings are its own"
+        )
+    return name
 
 
 @click.command()
@@ -63,8 +72,9 @@ def embed(
     """
     from sartm import text as textmod
 
-    cfg = resolve_from_options(params_path, preset, _logical(dataset), None, config_path, overrides)
-    source = cfg.data.dataset if dataset in cfgmod.LOGICAL_DATASETS else dataset
+    logical = _logical(params_path, config_path, dataset)
+    cfg = resolve_from_options(params_path, preset, logical, None, config_path, overrides)
+    source = cfg.data.dataset if dataset == logical else dataset
     out = out or paths.text_cache(source, Path(cfg.data.root))  # where training reads it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", textmod.RandomTextTeacherWarning)  # echoed below

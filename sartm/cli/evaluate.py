@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sartm.cli.common import config_options
+from sartm.tracking import run_line
 
 
 @click.command("evaluate")
@@ -21,8 +22,8 @@ from sartm.cli.common import config_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(cfg, checkpoint: Path | None, split: str, quiet: bool) -> None:
     """Evaluate a run: mIoU / mAcc / mF1 / pixel accuracy, subsets, robustness, predictions."""
+    # torch: kept out of every `sartm` command's start-up
     from sartm.engine.evaluate import evaluate as run_evaluation
-    from sartm.tracking import run_line
 
     metrics = run_evaluation(cfg, checkpoint=checkpoint, split=split, quiet=quiet)
     scores = metrics[split]

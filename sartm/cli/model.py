@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from sartm import paths
 from sartm.cli.common import config_options
+from sartm.data.spec import spec_for
 
 
 @click.group()
@@ -15,9 +17,8 @@ def model() -> None:
 
 
 def _num_classes(cfg) -> int:
-    from sartm import paths
+    # numpy and PIL: kept out of every `sartm` command's start-up
     from sartm.data.common import DataError, load_meta
-    from sartm.data.spec import spec_for
 
     try:
         return spec_for(cfg.data.dataset).num_classes
@@ -52,9 +53,9 @@ def summary(cfg, checkpoint: str | None, num_classes: int | None) -> None:
 
     Exits non-zero when the checkpoint does not fit the configured backbone.
     """
-    from sartm.model.checkpoint import CheckpointError
+    # torch and sam2: kept out of every `sartm` command's start-up
+    from sartm.model.sam2_weights import CheckpointError, WeightsError, resolve_checkpoint
     from sartm.model.summary import summarise
-    from sartm.weights import WeightsError, resolve_checkpoint
 
     path = None
     name = checkpoint or cfg.model.checkpoint

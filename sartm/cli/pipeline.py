@@ -109,6 +109,25 @@ def dvc_lock(params_path: Path) -> None:
     click.echo(f"dvc.lock: {len(done)} of {len(dvcgen.stages(params))} stages recorded")
 
 
+@pipeline.command("plots")
+@click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for index.html [default: results/<preset>/plots].",
+)
+def plots_cmd(params_path: Path, out: Path | None) -> None:
+    """Training loss and mIoU curves, one pair per table (`dvc plots show`, offline)."""
+    params = cfgmod.load_params(params_path)
+    out = out or paths.results_root(params["preset"]) / "plots"
+    try:
+        page = dvcgen.show_plots(params, out)
+    except dvcgen.DvcGenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{page}: {len(dvcgen.plots(params))} plots")
+
+
 @pipeline.command("jobs")
 @click.option("--params", "params_path", type=click.Path(path_type=Path), default="params.yaml")
 @click.option("--preset", default=None, help="Preset (default: the one in params.yaml).")

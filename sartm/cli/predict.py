@@ -30,6 +30,7 @@ def predict(
     checkpoint: Path, rgb: Path, thermal: Path, out: Path, overlay: Path | None, device: str
 ) -> None:
     """Segment RGB-thermal pairs; writes palette PNGs (pixel values are class ids)."""
+    # torch: kept out of every `sartm` command's start-up
     from sartm.engine.predict import predict_paths
 
     written = predict_paths(checkpoint, rgb, thermal, out, overlay, device=device)
@@ -44,6 +45,7 @@ def predict(
 def export(checkpoint: Path, out: Path) -> None:
     """Write one file with everything `sartm predict` needs (weights, config, classes, palette,
     normalisation); no base SAM2 checkpoint is needed to use it."""
+    # torch: kept out of every `sartm` command's start-up
     from sartm.engine.predict import export as run_export
 
     info = run_export(checkpoint, out)

@@ -31,6 +31,7 @@ def pretrain(
 ) -> None:
     """Pretrain the demo-size SAM2 on synthetic RGB scenes; writes a checkpoint in the official
     SAM2 layout, its SHA-256 (`.sha256`) and a summary (`.json`). SYNTHETIC: not Meta's weights."""
+    # torch: kept out of every `sartm` command's start-up
     from sartm.pretrain import PretrainSettings, pretrain_stand_in
 
     settings = cfgmod.pretrain_settings(cfgmod.load_params(params_path), preset)

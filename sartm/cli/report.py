@@ -64,6 +64,15 @@ class _Reading:
             out.update(runs.item_jobs(name, self.params, self.preset))
         return out
 
+    def make_each(self, names: list[str], run_options: tuple[str, ...], make: Callable) -> None:
+        """make(name, {logical: [run ids]}) for each table or figure; print what it wrote."""
+
+        def each() -> list[Path]:
+            return [p for name in names for p in make(name, self.mapping([name], run_options))]
+
+        for path in _guard(each):
+            click.echo(path)
+
 
 def _guard(action: Callable[[], list[Path]]) -> list[Path]:
     try:
@@ -96,15 +105,10 @@ def tables_cmd(
     chosen = list(names) or runs.table_names(reading.params, reading.preset)
     out = out or paths.tables_dir(reading.results)
 
-    def make() -> list[Path]:
-        written = []
-        for name in chosen:
-            mapping = reading.mapping([name], run_options)
-            written += tables.make(name, mapping, results_root=reading.results, out_dir=out)
-        return written
+    def make(name: str, mapping: dict[str, list[str]]) -> list[Path]:
+        return tables.make(name, mapping, results_root=reading.results, out_dir=out)
 
-    for path in _guard(make):
-        click.echo(path)
+    reading.make_each(chosen, run_options, make)
 
 
 @report.command("figures")
@@ -139,17 +143,12 @@ def figures_cmd(
     chosen = list(names) or runs.figure_names(reading.params, reading.preset)
     out = out or paths.figures_dir(reading.results)
 
-    def make() -> list[Path]:
-        written = []
-        for name in chosen:
-            mapping = reading.mapping([name], run_options)
-            written += figures.make(
-                name, mapping, results_root=reading.results, data_root=data_root, out_dir=out
-            )
-        return written
+    def make(name: str, mapping: dict[str, list[str]]) -> list[Path]:
+        return figures.make(
+            name, mapping, results_root=reading.results, data_root=data_root, out_dir=out
+        )
 
-    for path in _guard(make):
-        click.echo(path)
+    reading.make_each(chosen, run_options, make)
 
 
 @report.command("summary")

@@ -9,8 +9,8 @@ import sys
 
 import click
 
+from sartm import tracking as trk
 from sartm.cli.common import config_options
-from sartm.tracking import UI_PORT
 
 
 @click.group()
@@ -22,8 +22,6 @@ def tracking() -> None:
 @config_options()
 def init(cfg) -> None:
     """Create the store and the experiment (run this before starting runs in parallel)."""
-    from sartm import tracking as trk
-
     experiment_id = trk.init_store(cfg)
     click.echo(f"tracking store {trk.tracking_uri(cfg)}")
     click.echo(f"experiment {trk.experiment_name(cfg)!r} (id {experiment_id})")
@@ -32,15 +30,14 @@ def init(cfg) -> None:
 
 
 @tracking.command("ui")
-@click.option("--port", default=UI_PORT, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", default=trk.UI_PORT, show_default=True, help="Port on 127.0.0.1.")
 @config_options()
 def ui(cfg, port: int) -> None:
-    """Browse the runs: `mlflow ui` on the store, bound to 127.0.0.1 only.
+    """Browse the runs: `mlflow ui` on the store, bound to 127.0.0.1 only, opening in the
+    "Model training" mode (sartm/tracking_ui_app.py).
 
     One worker and no job runner (MLflow's GenAI jobs: 8 more processes) unless
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise: browsing needs neither."""
-    from sartm import tracking as trk
-
     experiment_id = trk.init_store(cfg)
     command = [
         sys.executable,
@@ -53,6 +50,8 @@ def ui(cfg, port: int) -> None:
         str(port),
         "--workers",
         "1",
+        "--app-name",  # sartm/tracking_ui_app.py: opens in Model training mode
+        "sartm",
         "--backend-store-uri",
         trk.tracking_uri(cfg),
         "--default-artifact-root",

@@ -7,6 +7,7 @@ import os
 import click
 
 from sartm.cli.common import config_options
+from sartm.tracking import run_line
 
 
 @click.command("train")
@@ -35,6 +36,7 @@ def train(
     cfg, resume: bool | None, restart_changed: bool, evaluate_after: bool, quiet: bool
 ) -> None:
     """Train a run; writes results/<preset>/train/<dataset>/<run>/ (checkpoints, history)."""
+    # torch: kept out of every `sartm` command's start-up
     from sartm.engine.train import train as run_training
 
     result = run_training(
@@ -59,7 +61,5 @@ def train(
 
 def _echo_run(cfg, logged) -> None:
     """The MLflow run a step logged: its id and its page in `sartm tracking ui`."""
-    from sartm.tracking import run_line
-
     if line := run_line(cfg, logged):
         click.echo(line)

@@ -16,7 +16,8 @@ def weights() -> None:
 
 
 def _dir(directory: Path | None) -> Path:
-    from sartm.weights import weights_dir
+    # torch and sam2: kept out of every `sartm` command's start-up
+    from sartm.model.sam2_weights import weights_dir
 
     return directory or weights_dir()
 
@@ -25,7 +26,8 @@ def _dir(directory: Path | None) -> Path:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None, help=DIR_HELP)
 def list_cmd(directory: Path | None) -> None:
     """Known checkpoints: name, backbone, size, cached or not, URL."""
-    from sartm.weights import WEIGHTS
+    # torch and sam2: kept out of every `sartm` command's start-up
+    from sartm.model.sam2_weights import WEIGHTS
 
     folder = _dir(directory)
     click.echo(f"weights folder: {folder}")
@@ -46,7 +48,8 @@ def download_cmd(
     names: tuple[str, ...], directory: Path | None, force: bool, progress: bool
 ) -> None:
     """Fetch checkpoints by name (`sam2_hiera_base_plus`) or backbone (`sam2_hiera_b+`)."""
-    from sartm.weights import download
+    # torch and sam2: kept out of every `sartm` command's start-up
+    from sartm.model.sam2_weights import download
 
     for name in names:
         with warnings.catch_warnings(record=True) as caught:
@@ -62,7 +65,8 @@ def download_cmd(
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None, help=DIR_HELP)
 def verify_cmd(names: tuple[str, ...], directory: Path | None) -> None:
     """Re-hash cached checkpoints (all that are there, or NAME...); exit 1 on a changed file."""
-    from sartm.weights import WEIGHTS, WeightsError, entry, verify
+    # torch and sam2: kept out of every `sartm` command's start-up
+    from sartm.model.sam2_weights import WEIGHTS, WeightsError, entry, verify
 
     folder = _dir(directory)
     todo = [entry(n).name for n in names] or [

@@ -34,6 +34,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from sartm.config import CUSTOM_PREFIX, LOGICAL_DATASETS
 from sartm.data.common import DataError, LayoutWriter, check_apart, is_complete, load_meta
 from sartm.data.spec import IGNORE_INDEX, REAL
 
@@ -41,9 +42,8 @@ GRAY_TOLERANCE = 3
 # Real MFNet thermal frames have their commonest value in under 8% of pixels (../shared/samples:
 # 2.8-7.8%); an alpha channel (or a blank frame) has one value almost everywhere.
 MFNET_MAX_MODAL_FRACTION = 0.9
-CUSTOM_PREFIX = "custom-"
 CUSTOM_NAME = re.compile(r"^custom-[A-Za-z0-9_.-]+$")
-DATASETS = ("mfnet", "pst900", "fmb")  # plus custom-<name>
+DATASETS = LOGICAL_DATASETS  # plus custom-<name>
 PNG = (".png",)
 CUSTOM_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CUSTOM_LABEL_EXTS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: labels are class ids

@@ -33,15 +33,21 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sartm import paths
+from sartm import paths, tracking
 from sartm.config import Config
-from sartm.engine import runtime
-from sartm.engine.checkpointing import config_differences, learning_identity, sha256_file
+from sartm.data.dataset import build_dataset
+from sartm.engine import modelio, runtime
 from sartm.engine.metrics import ConfusionMatrix
+from sartm.engine.provenance import provenance
+from sartm.engine.run_checkpoint import (
+    config_differences,
+    learning_identity,
+    load_checkpoint,
+    sha256_file,
+)
 from sartm.errors import SartmError
 
 SCALE_MULTIPLE = 32  # multi-scale inputs are rounded to Hiera's total stride
-METRIC_KEYS = ("miou", "macc", "mf1", "pixel_acc", "iou", "acc", "f1")
 STAGE_PREFIX = ".tmp-"  # eval/<dataset>/.tmp-<run>: the outputs until swapped in
 STAGED_OUTPUTS = (paths.PREDICTIONS, paths.FEATURES)  # besides metrics.json
 PREDICTION_IMAGES = 4  # prediction PNGs logged to MLflow (all of them stay in pred/)
@@ -206,8 +212,6 @@ def _checkpoint_plan(
         return [("", last)]
     if choice == "best":
         return [("", best)]
-    from sartm.engine.checkpointing import load_checkpoint
-
     selection = load_checkpoint(last).get("best", {}).get("split", "test")
     if selection == "val":
         return [("", best if best.is_file() else last)]
@@ -218,8 +222,6 @@ class _Run:
     """What every pass of one evaluation shares: settings, data, device."""
 
     def __init__(self, cfg: Config, split: str, out_dir: Path, quiet: bool) -> None:
-        from sartm.data.dataset import build_dataset
-
         self.cfg, self.split, self.out_dir, self.quiet = cfg, split, out_dir, quiet
         self.device = runtime.resolve_device(cfg.train.device)
         self.dtype = runtime.amp_dtype(cfg.train.precision, self.device)
@@ -253,8 +255,6 @@ class _Run:
         )
 
     def load(self, path: Path, *, explicit: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
-        from sartm.engine import modelio
-
         model, state = modelio.load_trained(path, device=self.device)
         if list(state["classes"]) != self.classes:
             raise EvaluationError(
@@ -273,8 +273,6 @@ class _Run:
 
     def primary_extras(self, model, state: dict[str, Any]) -> dict[str, Any]:
         """Subsets and predictions (in the main pass), modality robustness, t-SNE features."""
-        from sartm.data.dataset import build_dataset
-
         cfg, out = self.cfg, {}
         subsets = {
             n: set(self.dataset.subset_ids(n)) for n in _subset_names(self.dataset.meta, self.split)
@@ -366,8 +364,6 @@ def evaluate(
 def _open_run(cfg: Config, path: Path, state: dict[str, Any], run: _Run, out_dir: Path):
     """The evaluation's MLflow run: a child of the training job's run (the checkpoint names it),
     so the training run keeps its own duration and stage; the split as its dataset input."""
-    from sartm import tracking
-
     split = run.split
     tracker = tracking.start_run(
         cfg,
@@ -439,9 +435,6 @@ def _evaluate_into(
     stage: Path, cfg: Config, checkpoint, split: str, results_root: Path, quiet: bool, opened: list
 ) -> dict[str, Any]:
     """Write metrics.json and the other outputs into `stage`; the MLflow run goes to `opened`."""
-    from sartm.engine import modelio
-    from sartm.engine.provenance import provenance
-
     started = time.perf_counter()
     explicit = checkpoint is not None
     plan = _checkpoint_plan(cfg, Path(checkpoint) if explicit else None, results_root)

@@ -1,11 +1,11 @@
-"""Building the model for a run, and rebuilding it from what a run wrote.
+"""Building the model: for a run from its configuration, and for inference from a file a run wrote.
 
 Training checkpoints hold only the trainable state (LoRA, fusion, decoder, heads, EMA buffers),
 never the frozen SAM2 weights. Those come from the base checkpoint file (recorded by path and
 SHA-256, checked on reload) or, for the offline demo without any checkpoint, from the seeded random
 initialisation; a fingerprint of the frozen weights is recorded either way so a reload that would
 silently use other frozen weights fails instead. An exported file (`sartm export`) holds the whole
-merged model and needs nothing else.
+merged model and needs nothing else. The files themselves: `sartm.engine.run_checkpoint`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,18 @@ from torch import nn
 
 from sartm import paths, torchfile
 from sartm.config import Config, config_from_dict
-from sartm.engine.checkpointing import TrainingCheckpointError, seed_everything, sha256_file
+from sartm.engine.run_checkpoint import (
+    EXPORT_FORMAT,
+    TRAIN_FORMAT,
+    TrainingCheckpointError,
+    load_checkpoint,
+    seed_everything,
+    sha256_file,
+)
 from sartm.errors import SartmError
-
-EXPORT_FORMAT = "sartm-export"
-TRAIN_FORMAT = "sartm-train-checkpoint"
+from sartm.model.sam2_weights import resolve_checkpoint
+from sartm.model.sartm import build_model
+from sartm.text import load_text_cache
 
 
 class ModelLoadError(SartmError, RuntimeError):
@@ -66,8 +73,6 @@ def text_embeddings_for(
     """The text teacher's embeddings when L_se is on (w3 > 0); never read otherwise."""
     if cfg.loss.w3 <= 0:
         return None
-    from sartm.text import load_text_cache
-
     cache = cache or paths.text_cache(cfg.data.dataset, Path(cfg.data.root))
     if not Path(cache).is_file():
         raise ModelLoadError(
@@ -81,14 +86,10 @@ def build(
     cfg: Config, num_classes: int, text_embeddings: torch.Tensor | None, *, quiet: bool = True
 ) -> tuple[nn.Module, BaseWeights]:
     """The model of `cfg` with its frozen base weights, seeded so random weights are reproducible."""
-    from sartm.model.sartm import build_model
-
     seed_everything(cfg.train.seed)
     model = build_model(cfg, num_classes, text_embeddings)
     path = sha = None
     if cfg.model.checkpoint:
-        from sartm.weights import resolve_checkpoint
-
         resolved = Path(resolve_checkpoint(cfg.model.checkpoint))
         report = model.load_sam2_checkpoint(resolved)
         if not quiet:
@@ -102,6 +103,7 @@ def build(
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
+    """{"total", "trainable"} parameter counts, as training and evaluation report them."""
     params = list(model.parameters())
     return {
         "total": sum(p.numel() for p in params),
@@ -113,8 +115,6 @@ def _check_base(recorded: dict[str, Any], cfg: Config, source: Path) -> None:
     """Refuse to rebuild when the base SAM2 checkpoint is missing or is another file."""
     if not recorded.get("path"):
         return
-    from sartm.weights import resolve_checkpoint
-
     try:
         current = Path(resolve_checkpoint(cfg.model.checkpoint))
     except Exception as exc:
@@ -137,8 +137,6 @@ def load_trained(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """(model for inference on `device`, the checkpoint dict) from a training checkpoint or an
     export; LoRA is merged, so the model must not be trained further."""
-    from sartm.engine.checkpointing import load_checkpoint
-
     path = Path(path)
     state = load_checkpoint(path, required=("format", "config", "model"))
     torchfile.refuse_non_finite(state["model"], path, ModelLoadError)
@@ -146,8 +144,6 @@ def load_trained(
     num_classes = len(state["classes"])
     text = state.get("text_embeddings")
     if state["format"] == EXPORT_FORMAT:
-        from sartm.model.sartm import build_model
-
         model = build_model(cfg, num_classes, text)
         try:
             model.load_state_dict(state["model"])

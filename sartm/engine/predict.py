@@ -20,14 +20,16 @@ from PIL import Image
 
 from sartm.config import config_from_dict
 from sartm.data.layouts import read_rgb, read_thermal
+from sartm.data.transforms import EvalTransform, Normalisation
 from sartm.engine import modelio, runtime
-from sartm.engine.checkpointing import (
+from sartm.engine.evaluate import predict_probs, save_palette_png
+from sartm.engine.run_checkpoint import (
+    EXPORT_FORMAT,
     TrainingCheckpointError,
     atomic_save,
     load_checkpoint,
     sha256_file,
 )
-from sartm.engine.evaluate import predict_probs, save_palette_png
 from sartm.errors import SartmError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -47,8 +49,6 @@ class Predictor:
     """A trained model ready for inference, with what is needed to read and write images."""
 
     def __init__(self, checkpoint: str | Path, *, device: str = "auto") -> None:
-        from sartm.data.transforms import EvalTransform, Normalisation
-
         self.device = runtime.resolve_device(device)
         self.model, self.state = modelio.load_trained(checkpoint, device=self.device)
         self.cfg = config_from_dict(self.state["config"])
@@ -150,7 +150,7 @@ def predict_paths(
 def _is_export(path: Path) -> bool:
     """Whether `path` is a file `sartm export` wrote (those may be replaced; nothing else is)."""
     try:
-        return load_checkpoint(path, required=("format",))["format"] == modelio.EXPORT_FORMAT
+        return load_checkpoint(path, required=("format",))["format"] == EXPORT_FORMAT
     except TrainingCheckpointError:
         return False
 
@@ -165,10 +165,10 @@ def export(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
             "(choose another --out, or move the file away)"
         )
     model, state = modelio.load_trained(checkpoint)
-    if state["format"] == modelio.EXPORT_FORMAT:
+    if state["format"] == EXPORT_FORMAT:
         raise PredictError(f"{checkpoint}: already an exported model")
     exported = {
-        "format": modelio.EXPORT_FORMAT,
+        "format": EXPORT_FORMAT,
         "model": model.state_dict(),
         "config": state["config"],
         "config_hash": state["config_hash"],

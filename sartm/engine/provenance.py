@@ -16,7 +16,7 @@ import torch
 
 from sartm import __version__
 from sartm.config import PROJECT_ROOT
-from sartm.engine.checkpointing import sha256_file
+from sartm.engine.run_checkpoint import sha256_file
 
 LIBRARIES = ("torch", "torchvision", "sam2", "peft", "open_clip_torch", "numpy", "mlflow")
 

@@ -1,5 +1,9 @@
 """The training loop: one plain function, `train(cfg) -> metrics`.
 
+The code reads in the order it runs: `_train` lists the steps (the run folder and the state to
+resume, data/model/optimiser, the start state, the MLflow run, the epochs, the final files), each
+epoch is `_run_epoch` (train, validate, commit), and `Run` is what the steps share.
+
 Per iteration: poly LR with linear warm-up, forward under bf16 autocast on GPUs (fp32 on CPUs),
 the model's own losses, optional gradient clipping, AdamW. Per epoch: validation (every
 `val_every` epochs), the F8 similarity matrices at `similarity_epochs`, an atomic `last.pt` (and
@@ -43,30 +47,40 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from sartm import paths, tracking
 from sartm.config import Config, save_config
+from sartm.data.dataset import RGBTDataset, build_dataset
 from sartm.data.sampling import SeededSampler
-from sartm.engine import checkpointing as ck
 from sartm.engine import modelio, runtime
-from sartm.engine.evaluate import score_loader
+from sartm.engine.evaluate import evaluate, score_loader
 from sartm.engine.optim import build_optimizer, lr_factor, set_lr
 from sartm.engine.provenance import git_state, manifest_hash
+from sartm.engine.run_checkpoint import (
+    TRAIN_FORMAT,
+    TrainingCheckpointError,
+    atomic_save,
+    config_differences,
+    learning_identity,
+    load_checkpoint,
+    remove_stale_temp_files,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from sartm.errors import SartmError
 from sartm.losses import NonFiniteLossError
 from sartm.pretrain import is_stand_in
 
-if TYPE_CHECKING:
-    from sartm.data.dataset import RGBTDataset
-
-CHECKPOINT_KEYS = (
+CHECKPOINT_KEYS = (  # what a last.pt must hold to be resumed from
     "format",
     "epoch",
     "step",
@@ -76,8 +90,6 @@ CHECKPOINT_KEYS = (
     "config",
     "training_identity",
 )
-
-
 PROGRESS_EVERY = 10  # iterations between progress-bar loss updates (each one is a host sync)
 
 
@@ -110,12 +122,176 @@ class Loaders:
     select_split: str  # "val" where the dataset has one, else "test" (authors' protocol)
 
 
+@dataclass
+class Run:
+    """What the steps of one training process share: the settings, where it runs, and what
+    `_build` made once (data, model, optimiser); the MLflow run and the progress come later."""
+
+    cfg: Config
+    info: runtime.Dist
+    device: torch.device
+    out_dir: Path
+    quiet: bool
+    loaders: Loaders
+    classes: list[str]
+    text: torch.Tensor | None  # the text teacher's class embeddings (None when loss.w3 = 0)
+    raw_model: nn.Module  # the SARTM: state dicts, losses and evaluation use it unwrapped
+    model: nn.Module  # what runs the forward: raw_model, maybe DDP-wrapped and/or compiled
+    base: modelio.BaseWeights
+    optimizer: torch.optim.Optimizer
+    params: dict[str, int]
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    tracker: Any = field(default_factory=tracking.NullTracker)
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / paths.LAST
+
+    def log(self, message: str) -> None:
+        """One line above the progress bars, from rank 0 only."""
+        if self.info.is_main:
+            tqdm.write(message)
+
+
+def train(
+    cfg: Config,
+    *,
+    resume: bool | None = None,
+    restart_changed: bool = False,
+    evaluate_after: bool = False,
+    quiet: bool = False,
+    results_root: Path | None = None,
+    text_cache: Path | None = None,
+) -> dict[str, Any]:
+    """Train the run `cfg.run_id`; returns the final training metrics (train_metrics.json).
+
+    resume: None continues from `last.pt` when it exists with the same configuration; True
+    requires it; False starts over. restart_changed: start over (instead of refusing) when
+    `last.pt` holds another configuration. results_root: default the preset's folder
+    (`paths.results_root`). evaluate_after: evaluate the final checkpoint(s) in this
+    process afterwards (their metrics are returned under "evaluation"). text_cache: the text
+    teacher's file (default `paths.text_cache(dataset)`; read only when loss.w3 > 0).
+    """
+    info, device = runtime.init_distributed(cfg.train.device)
+    runtime.configure_backends(device, tf32=cfg.train.tf32)
+    results_root = results_root or paths.results_root(cfg.preset)
+    try:
+        result = _train(cfg, info, device, resume, restart_changed, quiet, results_root, text_cache)
+    finally:
+        runtime.shutdown_distributed()
+    if evaluate_after and info.is_main:
+        result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
+    return result
+
+
+def _train(
+    cfg, info, device, resume, restart_changed, quiet, results_root, text_cache
+) -> dict[str, Any]:
+    """The steps in order: run folder and resume state, data/model/optimiser, the state to start
+    from, the MLflow run, the epochs (a failure marks the MLflow run FAILED), the final files."""
+    out_dir = paths.train_dir(cfg.run_id, results_root)
+    state = _prepare_folder(cfg, info, out_dir, resume, restart_changed)
+    run = _build(cfg, info, device, out_dir, quiet, text_cache)
+    _start_from(run, state)
+    _wrap_model(run)
+    _start_tracking(run, state)
+    _log_plan(run)
+    try:
+        for epoch in range(run.progress.epoch, cfg.train.epochs):
+            _run_epoch(run, epoch)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            run.tracker.end("FAILED")
+        raise
+    return _finish(run)
+
+
+def _prepare_folder(
+    cfg: Config, info: runtime.Dist, out_dir: Path, resume: bool | None, restart_changed: bool
+) -> dict[str, Any] | None:
+    """The `last.pt` to resume from (read before anything in the folder changes), then the
+    folder itself: created, cleared of a killed write's temp files, this run's config.yaml."""
+    state = _resume_state(cfg, out_dir / paths.LAST, resume, restart_changed)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out_dir)
+        save_config(cfg, out_dir / "config.yaml")
+    return state
+
+
+def _resume_state(
+    cfg: Config, last: Path, resume: bool | None, restart_changed: bool = False
+) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None for a fresh start (see the module docstring).
+
+    restart_changed: a checkpoint of another configuration is superseded (the orchestrators'
+    rule: a job reruns exactly when its configuration changed) instead of refused."""
+    if resume is False or not last.is_file():
+        if resume is True:
+            raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
+        return None
+    state = load_checkpoint(last, required=CHECKPOINT_KEYS)
+    old = learning_identity(state["training_identity"])
+    new = learning_identity(cfg.training_identity())
+    if old != new and restart_changed:
+        tqdm.write(f"{last}: made with another configuration; starting the run over")
+        return None
+    if old != new:
+        raise TrainingError(
+            f"{last}: was trained with another configuration (hash {state['config_hash']} != "
+            f"{cfg.hash()}); differing keys:\n  "
+            + "\n  ".join(config_differences(old, new))
+            + "\nStart over with --no-resume, or choose another run name."
+        )
+    return state
+
+
+def _build(
+    cfg: Config,
+    info: runtime.Dist,
+    device: torch.device,
+    out_dir: Path,
+    quiet: bool,
+    text_cache: Path | None,
+) -> Run:
+    """Data, model (with its frozen base weights) and optimiser, the same on every rank; the
+    classes come from the training split, so the model is built after the loaders."""
+    loaders = _build_loaders(cfg, info, device)
+    classes = list(loaders.train_set.meta["classes"])
+    text = modelio.text_embeddings_for(cfg, classes, text_cache)
+    model, base = modelio.build(cfg, len(classes), text, quiet=quiet or not info.is_main)
+    model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(
+        model,
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        fused=device.type == "cuda" and cfg.train.fused_adamw,
+    )
+    return Run(
+        cfg=cfg,
+        info=info,
+        device=device,
+        out_dir=out_dir,
+        quiet=quiet,
+        loaders=loaders,
+        classes=classes,
+        text=text,
+        raw_model=model,
+        model=model,
+        base=base,
+        optimizer=optimizer,
+        params=modelio.count_parameters(model),
+        dtype=runtime.amp_dtype(cfg.train.precision, device),
+    )
+
+
 def _build_loaders(cfg: Config, info: runtime.Dist, device: torch.device) -> Loaders:
     """One DistributedSampler permutation for every process (also a single one), so a global
     batch holds the same samples whatever the number of processes, each augmented from its own
     seed (SeededSampler), so workers can persist across epochs."""
-    from sartm.data.dataset import build_dataset
-
     train_set = build_dataset(cfg, "train", train=True)
     select_split = "val" if train_set.meta.get("splits", {}).get("val") else "test"
     eval_set = build_dataset(cfg, select_split, train=False)
@@ -167,94 +343,26 @@ def _build_loaders(cfg: Config, info: runtime.Dist, device: torch.device) -> Loa
     return Loaders(train_set, eval_set, train_loader, eval_loader, sampler, select_split)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    rgb = batch["rgb"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-    thermal = batch["thermal"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-    return rgb, thermal, batch["label"].to(device, non_blocking=True)
-
-
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    keys: list[str] = []
-    for row in history:
-        keys.extend(k for k in row if k not in keys)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    tmp.replace(path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
-def _publish(state: dict[str, Any], out_dir: Path, tracker, *, resumed: bool) -> None:
-    """What follows an epoch's commit (`last.pt`), derived from it alone: `best.pt` when this
-    epoch is the best so far, `history.csv`, the MLflow metrics. A kill may cut it short, so a
-    resume replays it from the loaded `last.pt`; each part is idempotent (`best.pt` is kept when
-    it already holds this very epoch, MLflow gets only the steps it lacks)."""
-    best_path = out_dir / paths.BEST
-    if state["best"]["epoch"] == state["epoch"]:
-        if not (resumed and _holds_epoch(best_path, state)):
-            ck.atomic_save({**state, "kind": "best"}, best_path)
-    elif state["best"]["epoch"] == 0:  # not validated yet: a best.pt is a previous training's
-        best_path.unlink(missing_ok=True)
-    _write_history(out_dir / paths.HISTORY, state["history"])
-    if resumed:
-        tracker.log_history(state["history"])
+def _start_from(run: Run, state: dict[str, Any] | None) -> None:
+    """The progress and RNG states to continue from: the checkpoint's, or a fresh start seeded
+    per rank (the model's own randomness, e.g. LoRA dropout, differs per rank)."""
+    if state is not None:
+        run.progress = _restore(state, run)
+        run.log(f"resuming {run.cfg.run_id} from {run.last_path} after epoch {run.progress.epoch}")
     else:
-        row = state["history"][-1]
-        tracker.log_metrics(tracking.epoch_metrics(row), step=state["epoch"])
+        run.progress = Progress()
+        seed_everything(run.cfg.train.seed + run.info.rank)
 
 
-def _holds_epoch(path: Path, state: dict[str, Any]) -> bool:
-    """Whether the checkpoint at `path` was written for the same committed epoch as `state`
-    (the same history, timings included: not a previous training's file of that epoch)."""
-    try:
-        return ck.load_checkpoint(path)["history"] == state["history"]
-    except (ck.TrainingCheckpointError, KeyError):
-        return False
-
-
-def _resume_state(
-    cfg: Config, last: Path, resume: bool | None, restart_changed: bool = False
-) -> dict[str, Any] | None:
-    """The checkpoint to continue from, or None for a fresh start (see the module docstring).
-
-    restart_changed: a checkpoint of another configuration is superseded (the orchestrators'
-    rule: a job reruns exactly when its configuration changed) instead of refused."""
-    if resume is False or not last.is_file():
-        if resume is True:
-            raise TrainingError(f"{last}: nothing to resume (no checkpoint)")
-        return None
-    state = ck.load_checkpoint(last, required=CHECKPOINT_KEYS)
-    old = ck.learning_identity(state["training_identity"])
-    new = ck.learning_identity(cfg.training_identity())
-    if old != new and restart_changed:
-        tqdm.write(f"{last}: made with another configuration; starting the run over")
-        return None
-    if old != new:
-        raise TrainingError(
-            f"{last}: was trained with another configuration (hash {state['config_hash']} != "
-            f"{cfg.hash()}); differing keys:\n  "
-            + "\n  ".join(ck.config_differences(old, new))
-            + "\nStart over with --no-resume, or choose another run name."
-        )
-    return state
-
-
-def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) -> Progress:
+def _restore(state: dict[str, Any], run: Run) -> Progress:
     """Load a `last.pt` into the fresh model, optimiser and RNG states."""
-    if state["base"]["fingerprint"] != base.fingerprint:
+    info = run.info
+    if state["base"]["fingerprint"] != run.base.fingerprint:
         raise TrainingError(
             "the frozen SAM2 weights differ from the ones the run started with; cannot resume"
         )
-    model.load_trainable_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    run.raw_model.load_trainable_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
     progress = Progress(
         epoch=state["epoch"],
         step=state["step"],
@@ -265,10 +373,10 @@ def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) ->
         mlflow_run_id=state.get("mlflow_run_id"),
     )
     if state["world_size"] == info.world_size:
-        ck.set_rng_state(state["rng"][info.rank])
+        set_rng_state(state["rng"][info.rank])
     else:  # the per-rank random streams cannot be mapped: continue, but not exactly
-        ck.seed_everything(cfg.train.seed + 1000 * progress.epoch + info.rank)
-        log(
+        seed_everything(run.cfg.train.seed + 1000 * progress.epoch + info.rank)
+        run.log(
             f"warning: the checkpoint was written by {state['world_size']} process(es), this "
             f"run has {info.world_size}: data order and augmentation do not depend on it, but "
             "the model's per-rank RNG (e.g. LoRA dropout) is re-seeded, and BatchNorm "
@@ -278,45 +386,150 @@ def _restore(state, model, optimizer, loaders: Loaders, base, info, cfg, log) ->
     return progress
 
 
-def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path) -> Path:
-    """F8: text and visual class-similarity matrices on the first evaluation batch."""
-    batch = next(iter(loader))
-    rgb, thermal, label = _to_device(batch, device, False)
-    model.eval()
-    with torch.no_grad(), runtime.autocast(device, dtype):
-        outputs = model(rgb, thermal)
-    visual, text, present = model.similarity_matrices(outputs, label)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"epoch_{epoch}.npz"
-    names = np.array([classes[i] for i in present])
-    arrays = {"visual": visual, "class_ids": np.asarray(present), "classes": names}
-    if text is not None:
-        arrays["text"] = text
-    np.savez(path, epoch=epoch, **arrays)
-    return path
+def _wrap_model(run: Run) -> None:
+    """DistributedDataParallel under torchrun, then torch.compile where `train.compile` says
+    so; `run.raw_model` stays the unwrapped SARTM."""
+    if run.info.enabled:
+        run.model = DistributedDataParallel(
+            run.model,
+            device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            gradient_as_bucket_view=True,
+        )
+    if runtime.compile_enabled(run.cfg.train.compile, run.device):
+        run.model = torch.compile(run.model)
 
 
-def _log_similarity(tracker, path: Path) -> None:
-    """The matrices file and a heatmap figure of it, to MLflow."""
-    import matplotlib
+def _start_tracking(run: Run, state: dict[str, Any] | None) -> None:
+    """Rank 0 opens the run's MLflow run (the checkpoint's own on a resume) and, on a resume,
+    finishes the publication of the last commit, which a kill may have cut short."""
+    cfg, info, loaders = run.cfg, run.info, run.loaders
+    if not info.is_main:
+        return
+    data_root = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
+    run.tracker = tracking.start_run(
+        cfg,
+        stage="train",
+        resume_run_id=run.progress.mlflow_run_id,
+        tags={
+            **{k: str(v) for k, v in git_state().items()},
+            "data_manifest_sha256": manifest_hash(data_root),
+            "checkpoint": str(run.last_path),
+            "base_checkpoint": run.base.path or "none (random weights)",
+            "base_checkpoint_sha256": run.base.sha256 or "none",
+            "base_checkpoint_synthetic": str(is_stand_in(run.base.path)).lower(),
+            "selection_split": loaders.select_split,
+            "world_size": info.world_size,
+        },
+        note=tracking.run_note(cfg, f"training job, outputs in `{run.out_dir}`"),
+    )
+    run.progress.mlflow_run_id = run.tracker.run_id
+    if run.device.type == "cuda":  # GPU runs only: on CPUs it would only measure the tests
+        run.tracker.start_system_metrics(resume=state is not None)
+    run.tracker.log_dataset(loaders.train_set, "training")
+    run.tracker.log_dataset(loaders.eval_set, f"model selection ({loaders.select_split})")
+    run.tracker.log_artifact(run.out_dir / "config.yaml")
+    if state is not None:
+        _publish(state, run.out_dir, run.tracker, resumed=True)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    tracker.log_artifact(path, "similarity")
-    data = np.load(path)
-    panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    names = [str(n) for n in data["classes"]]
-    for ax, (title, matrix) in zip(axes[0], panels):
-        im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
-        ax.set_title(f"{title} similarity, epoch {int(data['epoch'])}")
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    tracker.log_figure(fig, f"similarity/{path.stem}.png")
-    plt.close(fig)
+def _log_plan(run: Run) -> None:
+    """One line saying what is about to run: data, iterations, parameters, device, precision."""
+    cfg, loaders, params = run.cfg, run.loaders, run.params
+    run.log(
+        f"{cfg.run_id}: {len(loaders.train_set)} train / {len(loaders.eval_set)} "
+        f"{loaders.select_split} samples, {len(loaders.train)} iterations x {cfg.train.epochs} "
+        f"epochs, {params['trainable']:,} trainable of {params['total']:,} parameters, "
+        f"{run.device}, {'bf16' if run.dtype else 'fp32'}, {run.info.world_size} process(es)"
+    )
+
+
+def _run_epoch(run: Run, epoch: int) -> None:
+    """One epoch from start to commit: train, validate when due, commit; then every rank waits
+    for rank 0's commit, so no rank starts the next epoch before it is on disk."""
+    started = time.perf_counter()
+    row = _train_epoch(run, epoch, started)
+    if _validation_due(run):
+        row.update(_validate(run))
+    row["epoch_time_s"] = time.perf_counter() - started
+    run.progress.history.append(row)
+    _commit_epoch(run, row)
+    runtime.barrier()
+
+
+def _train_epoch(run: Run, epoch: int, started: float) -> dict[str, Any]:
+    """Every batch of the epoch's permutation, one optimisation step each; returns the epoch's
+    history row so far (step, last LR, mean loss terms over the ranks, throughput)."""
+    cfg, info, progress = run.cfg, run.info, run.progress
+    iters = len(run.loaders.train)
+    run.loaders.sampler.set_epoch(epoch)
+    run.model.train()
+    sums: dict[str, torch.Tensor] = {}
+    images = 0
+    bar = tqdm(
+        run.loaders.train,
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=run.quiet or not info.is_main,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for i, batch in enumerate(bar):
+        terms, lr, batch_size = _train_batch(run, batch, epoch)
+        images += batch_size * info.world_size
+        for name, value in terms.items():  # summed on the device: no host sync
+            sums[name] = sums[name] + value if name in sums else value.double()
+        if i % PROGRESS_EVERY and i + 1 < iters:
+            continue
+        bar.set_postfix(
+            loss=f"{float(sums['loss']) / (i + 1):.4f}",
+            lr=f"{lr:.2e}",
+            img_s=f"{images / (time.perf_counter() - started):.1f}",
+        )
+    bar.close()
+    progress.epoch = epoch + 1
+    seconds = time.perf_counter() - started
+    progress.train_time_s += seconds
+    row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
+    row.update({f"train_{k}": v for k, v in _mean_over_ranks(sums, iters, info).items()})
+    row["images_per_s"] = images / max(seconds, 1e-9)
+    return row
+
+
+def _train_batch(
+    run: Run, batch: dict[str, Any], epoch: int
+) -> tuple[dict[str, torch.Tensor], float, int]:
+    """The scheduled LR for this step, then `train_step`; a non-finite loss stops the run
+    naming the step, the term and the last good checkpoint. Returns (loss terms, LR, batch)."""
+    cfg, progress = run.cfg, run.progress
+    iters = len(run.loaders.train)
+    lr = cfg.train.lr * lr_factor(
+        progress.step,
+        total_steps=iters * cfg.train.epochs,
+        warmup_steps=iters * cfg.train.warmup_epochs,
+        warmup_ratio=cfg.train.warmup_ratio,
+        power=cfg.train.poly_power,
+    )
+    set_lr(run.optimizer, lr)
+    rgb, thermal, label = _to_device(batch, run.device, cfg.train.channels_last)
+    try:
+        terms = train_step(
+            run.model,
+            run.raw_model,
+            run.optimizer,
+            (rgb, thermal, label),
+            device=run.device,
+            dtype=run.dtype,
+            grad_clip=cfg.train.grad_clip,
+            info=run.info,
+        )
+    except NonFiniteLossError as error:
+        last = run.last_path
+        kept = f"{last} (epoch {progress.epoch})" if last.is_file() else "none"
+        raise TrainingError(
+            f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
+            f"loss term {error.term!r} is {error.value}; last good checkpoint: {kept}"
+        ) from error
+    progress.step += 1
+    return terms, lr, rgb.shape[0]
 
 
 def train_step(
@@ -383,6 +596,59 @@ def _mean_over_ranks(
     return {k: float(v) / iters for k, v in zip(names, values)}
 
 
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool):
+    """The batch's tensors on the device (non-blocking: the loader pins memory on GPUs)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    rgb = batch["rgb"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    thermal = batch["thermal"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    return rgb, thermal, batch["label"].to(device, non_blocking=True)
+
+
+def _validation_due(run: Run) -> bool:
+    """Every `val_every` epochs, and after the last one (so the final epoch is always scored)."""
+    epoch, train = run.progress.epoch, run.cfg.train
+    return epoch % train.val_every == 0 or epoch == train.epochs
+
+
+def _validate(run: Run) -> dict[str, float]:
+    """Scores on the selection split (summed over the ranks), as `<split>_<metric>` columns;
+    a better mIoU makes this epoch the best one."""
+    scores = score_loader(
+        run.raw_model,
+        run.loaders.eval,
+        num_classes=len(run.classes),
+        device=run.device,
+        dtype=run.dtype,
+    )["all"]
+    progress, split = run.progress, run.loaders.select_split
+    if scores["miou"] > progress.best_metric:
+        progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
+    return {f"{split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
+
+
+def _commit_epoch(run: Run, row: dict[str, Any]) -> None:
+    """The epoch's commit: every rank's RNG state gathered, then rank 0 writes the similarity
+    matrices when due (before the commit, so an epoch killed before it redoes them too), the
+    atomic `last.pt` (the commit point), and what follows from it (`_publish`)."""
+    rng = _gather(rng_state(), run.info)  # every rank's, so that each rank resumes exactly
+    if not run.info.is_main:
+        return
+    progress, epochs = run.progress, run.cfg.train.epochs
+    if progress.epoch in run.cfg.train.similarity_epochs:
+        sim = _similarity(
+            run.raw_model, run.loaders.eval, run.classes, run.device, run.dtype, progress.epoch,
+            run.out_dir / paths.SIMILARITY,
+        )  # fmt: skip
+        _log_similarity(run.tracker, sim)
+    committed = _checkpoint(run, rng)
+    atomic_save(committed, run.last_path)  # the epoch's commit point
+    _publish(committed, run.out_dir, run.tracker, resumed=False)
+    run.log(
+        f"epoch {progress.epoch}/{epochs} "
+        + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
+    )
+
+
 def _gather(item: Any, info: runtime.Dist) -> list[Any]:
     """One entry per rank (rank order); `[item]` outside torch.distributed."""
     if not info.enabled:
@@ -392,269 +658,151 @@ def _gather(item: Any, info: runtime.Dist) -> list[Any]:
     return out
 
 
-def train(
-    cfg: Config,
-    *,
-    resume: bool | None = None,
-    restart_changed: bool = False,
-    evaluate_after: bool = False,
-    quiet: bool = False,
-    results_root: Path | None = None,
-    text_cache: Path | None = None,
-) -> dict[str, Any]:
-    """Train the run `cfg.run_id`; returns the final training metrics (train_metrics.json).
+def _checkpoint(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
+    """`last.pt`: everything needed to resume exactly, and to rebuild the model for inference."""
+    progress, meta = run.progress, run.loaders.train_set.meta
+    return {
+        "format": TRAIN_FORMAT,
+        "kind": "last",
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "model": run.raw_model.trainable_state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "best": {
+            "metric": progress.best_metric,
+            "epoch": progress.best_epoch,
+            "split": run.loaders.select_split,
+        },
+        "history": progress.history,
+        "train_time_s": progress.train_time_s,
+        "rng": rng,
+        "config": run.cfg.to_dict(),
+        "config_hash": run.cfg.hash(),
+        "training_identity": run.cfg.training_identity(),
+        "base": run.base.as_dict(),
+        "classes": run.classes,
+        "palette": meta["palette"],
+        "ignore_index": meta.get("ignore_index", 255),
+        "normalisation": dataclasses.asdict(run.loaders.train_set.transform.normalisation),
+        "text_embeddings": run.text,
+        "mlflow_run_id": progress.mlflow_run_id,
+        "world_size": run.info.world_size,
+        "params": run.params,
+    }
 
-    resume: None continues from `last.pt` when it exists with the same configuration; True
-    requires it; False starts over. restart_changed: start over (instead of refusing) when
-    `last.pt` holds another configuration. results_root: default the preset's folder
-    (`paths.results_root`). evaluate_after: evaluate the final checkpoint(s) in this
-    process afterwards (their metrics are returned under "evaluation"). text_cache: the text
-    teacher's file (default `paths.text_cache(dataset)`; read only when loss.w3 > 0).
-    """
-    info, device = runtime.init_distributed(cfg.train.device)
-    runtime.configure_backends(device, tf32=cfg.train.tf32)
-    results_root = results_root or paths.results_root(cfg.preset)
-    try:
-        result = _train(cfg, info, device, resume, restart_changed, quiet, results_root, text_cache)
-    finally:
-        runtime.shutdown_distributed()
-    if evaluate_after and info.is_main:
-        from sartm.engine.evaluate import evaluate
 
-        result["evaluation"] = evaluate(cfg, results_root=results_root, quiet=quiet)
-    return result
-
-
-def _train(
-    cfg, info, device, resume, restart_changed, quiet, results_root, text_cache
-) -> dict[str, Any]:
-    out_dir = paths.train_dir(cfg.run_id, results_root)
-    last_path, best_path = out_dir / paths.LAST, out_dir / paths.BEST
-    log = (lambda msg: tqdm.write(msg)) if info.is_main else (lambda msg: None)
-    state = _resume_state(cfg, last_path, resume, restart_changed)
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ck.remove_stale_temp_files(out_dir)
-        save_config(cfg, out_dir / "config.yaml")
-
-    # --- data, model, optimiser ------------------------------------------------------------
-    loaders = _build_loaders(cfg, info, device)
-    meta = loaders.train_set.meta
-    classes = list(meta["classes"])
-    text = modelio.text_embeddings_for(cfg, classes, text_cache)
-    model, base = modelio.build(cfg, len(classes), text, quiet=quiet or not info.is_main)
-    model.to(device)
-    if cfg.train.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(
-        model,
-        lr=cfg.train.lr,
-        weight_decay=cfg.train.weight_decay,
-        fused=device.type == "cuda" and cfg.train.fused_adamw,
-    )
-    if state is not None:
-        progress = _restore(state, model, optimizer, loaders, base, info, cfg, log)
-        log(f"resuming {cfg.run_id} from {last_path} after epoch {progress.epoch}")
+def _publish(state: dict[str, Any], out_dir: Path, tracker, *, resumed: bool) -> None:
+    """What follows an epoch's commit (`last.pt`), derived from it alone: `best.pt` when this
+    epoch is the best so far, `history.csv`, the MLflow metrics. A kill may cut it short, so a
+    resume replays it from the loaded `last.pt`; each part is idempotent (`best.pt` is kept when
+    it already holds this very epoch, MLflow gets only the steps it lacks)."""
+    best_path = out_dir / paths.BEST
+    if state["best"]["epoch"] == state["epoch"]:
+        if not (resumed and _holds_epoch(best_path, state)):
+            atomic_save({**state, "kind": "best"}, best_path)
+    elif state["best"]["epoch"] == 0:  # not validated yet: a best.pt is a previous training's
+        best_path.unlink(missing_ok=True)
+    _write_history(out_dir / paths.HISTORY, state["history"])
+    if resumed:
+        tracker.log_history(state["history"])
     else:
-        progress = Progress()
-        ck.seed_everything(cfg.train.seed + info.rank)  # model randomness differs per rank
-    params = modelio.count_parameters(model)
-    dtype = runtime.amp_dtype(cfg.train.precision, device)
-    raw_model = model  # state dicts, losses and evaluation use the unwrapped model
-    if info.enabled:
-        model = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            gradient_as_bucket_view=True,
-        )
-    if runtime.compile_enabled(cfg.train.compile, device):
-        model = torch.compile(model)
+        row = state["history"][-1]
+        tracker.log_metrics(tracking.epoch_metrics(row), step=state["epoch"])
 
-    tracker: Any = tracking.NullTracker()
-    if info.is_main:
-        data_root = paths.processed_dir(cfg.data.dataset, Path(cfg.data.root))
-        tracker = tracking.start_run(
-            cfg,
-            stage="train",
-            resume_run_id=progress.mlflow_run_id,
-            tags={
-                **{k: str(v) for k, v in git_state().items()},
-                "data_manifest_sha256": manifest_hash(data_root),
-                "checkpoint": str(last_path),
-                "base_checkpoint": base.path or "none (random weights)",
-                "base_checkpoint_sha256": base.sha256 or "none",
-                "base_checkpoint_synthetic": str(is_stand_in(base.path)).lower(),
-                "selection_split": loaders.select_split,
-                "world_size": info.world_size,
-            },
-            note=tracking.run_note(cfg, f"training job, outputs in `{out_dir}`"),
-        )
-        progress.mlflow_run_id = tracker.run_id
-        if device.type == "cuda":  # GPU runs only: on CPUs it would only measure the tests
-            tracker.start_system_metrics(resume=state is not None)
-        tracker.log_dataset(loaders.train_set, "training")
-        tracker.log_dataset(loaders.eval_set, f"model selection ({loaders.select_split})")
-        tracker.log_artifact(out_dir / "config.yaml")
-        if state is not None:  # finish the last commit's publication, which a kill may have cut
-            _publish(state, out_dir, tracker, resumed=True)
 
-    def checkpoint(kind: str, rng: list) -> dict[str, Any]:
-        """Everything needed to resume exactly, and to rebuild the model for inference."""
-        return {
-            "format": modelio.TRAIN_FORMAT,
-            "kind": kind,
-            "epoch": progress.epoch,
-            "step": progress.step,
-            "model": raw_model.trainable_state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best": {
-                "metric": progress.best_metric,
-                "epoch": progress.best_epoch,
-                "split": loaders.select_split,
-            },
-            "history": progress.history,
-            "train_time_s": progress.train_time_s,
-            "rng": rng,
-            "config": cfg.to_dict(),
-            "config_hash": cfg.hash(),
-            "training_identity": cfg.training_identity(),
-            "base": base.as_dict(),
-            "classes": classes,
-            "palette": meta["palette"],
-            "ignore_index": meta.get("ignore_index", 255),
-            "normalisation": dataclasses.asdict(loaders.train_set.transform.normalisation),
-            "text_embeddings": text,
-            "mlflow_run_id": progress.mlflow_run_id,
-            "world_size": info.world_size,
-            "params": params,
-        }
-
-    # --- the loop ----------------------------------------------------------------------------
-    iters = len(loaders.train)
-    total_steps, warmup_steps = iters * cfg.train.epochs, iters * cfg.train.warmup_epochs
-    log(
-        f"{cfg.run_id}: {len(loaders.train_set)} train / {len(loaders.eval_set)} "
-        f"{loaders.select_split} samples, {iters} iterations x {cfg.train.epochs} epochs, "
-        f"{params['trainable']:,} trainable of {params['total']:,} parameters, {device}, "
-        f"{'bf16' if dtype else 'fp32'}, {info.world_size} process(es)"
-    )
+def _holds_epoch(path: Path, state: dict[str, Any]) -> bool:
+    """Whether the checkpoint at `path` was written for the same committed epoch as `state`
+    (the same history, timings included: not a previous training's file of that epoch)."""
     try:
-        for epoch in range(progress.epoch, cfg.train.epochs):
-            started = time.perf_counter()
-            loaders.sampler.set_epoch(epoch)
-            model.train()
-            sums: dict[str, torch.Tensor] = {}
-            images = 0
-            bar = tqdm(
-                loaders.train,
-                desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                disable=quiet or not info.is_main,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            for i, batch in enumerate(bar):
-                lr = cfg.train.lr * lr_factor(
-                    progress.step,
-                    total_steps=total_steps,
-                    warmup_steps=warmup_steps,
-                    warmup_ratio=cfg.train.warmup_ratio,
-                    power=cfg.train.poly_power,
-                )
-                set_lr(optimizer, lr)
-                rgb, thermal, label = _to_device(batch, device, cfg.train.channels_last)
-                try:
-                    terms = train_step(
-                        model,
-                        raw_model,
-                        optimizer,
-                        (rgb, thermal, label),
-                        device=device,
-                        dtype=dtype,
-                        grad_clip=cfg.train.grad_clip,
-                        info=info,
-                    )
-                except NonFiniteLossError as error:
-                    kept = (
-                        f"{last_path} (epoch {progress.epoch})" if last_path.is_file() else "none"
-                    )
-                    raise TrainingError(
-                        f"{cfg.run_id}: stopped at step {progress.step + 1} (epoch {epoch + 1}): "
-                        f"loss term {error.term!r} is {error.value}; last good checkpoint: {kept}"
-                    ) from error
-                progress.step += 1
-                images += rgb.shape[0] * info.world_size
-                for name, value in terms.items():  # summed on the device: no host sync
-                    sums[name] = sums[name] + value if name in sums else value.double()
-                if i % PROGRESS_EVERY and i + 1 < iters:
-                    continue
-                bar.set_postfix(
-                    loss=f"{float(sums['loss']) / (i + 1):.4f}",
-                    lr=f"{lr:.2e}",
-                    img_s=f"{images / (time.perf_counter() - started):.1f}",
-                )
-            bar.close()
-            progress.epoch = epoch + 1
-            seconds = time.perf_counter() - started
-            progress.train_time_s += seconds
-            row: dict[str, Any] = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
-            row.update({f"train_{k}": v for k, v in _mean_over_ranks(sums, iters, info).items()})
-            row["images_per_s"] = images / max(seconds, 1e-9)
+        return load_checkpoint(path)["history"] == state["history"]
+    except (TrainingCheckpointError, KeyError):
+        return False
 
-            # Validation on the selection split, every val_every epochs and after the last one.
-            if progress.epoch % cfg.train.val_every == 0 or progress.epoch == cfg.train.epochs:
-                scores = score_loader(
-                    raw_model, loaders.eval, num_classes=len(classes), device=device, dtype=dtype
-                )["all"]
-                split = loaders.select_split
-                row.update(
-                    {f"{split}_{k}": scores[k] for k in ("miou", "macc", "mf1", "pixel_acc")}
-                )
-                if scores["miou"] > progress.best_metric:
-                    progress.best_metric, progress.best_epoch = scores["miou"], progress.epoch
-            row["epoch_time_s"] = time.perf_counter() - started
-            progress.history.append(row)
 
-            # Every rank's random state, so that each rank resumes exactly.
-            rng = _gather(ck.rng_state(), info)
-            if info.is_main:
-                # Before the commit, so that an epoch killed before it redoes them too.
-                if progress.epoch in cfg.train.similarity_epochs:
-                    sim = _similarity(
-                        raw_model, loaders.eval, classes, device, dtype, progress.epoch,
-                        out_dir / paths.SIMILARITY,
-                    )  # fmt: skip
-                    _log_similarity(tracker, sim)
-                committed = checkpoint("last", rng)
-                ck.atomic_save(committed, last_path)  # the epoch's commit point
-                _publish(committed, out_dir, tracker, resumed=False)
-                log(
-                    f"epoch {progress.epoch}/{cfg.train.epochs} "
-                    + " ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step"))
-                )
-            runtime.barrier()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            tracker.end("FAILED")
-        raise
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """history.csv, one row per epoch (columns: every key any row has), replaced atomically."""
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
 
+
+def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path) -> Path:
+    """F8: text and visual class-similarity matrices on the first evaluation batch."""
+    batch = next(iter(loader))
+    rgb, thermal, label = _to_device(batch, device, False)
+    model.eval()
+    with torch.no_grad(), runtime.autocast(device, dtype):
+        outputs = model(rgb, thermal)
+    visual, text, present = model.similarity_matrices(outputs, label)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"epoch_{epoch}.npz"
+    names = np.array([classes[i] for i in present])
+    arrays = {"visual": visual, "class_ids": np.asarray(present), "classes": names}
+    if text is not None:
+        arrays["text"] = text
+    np.savez(path, epoch=epoch, **arrays)
+    return path
+
+
+def _log_similarity(tracker, path: Path) -> None:
+    """The matrices file and a heatmap figure of it, to MLflow."""
+    # matplotlib only here: it takes a second to import, and only similarity epochs draw
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracker.log_artifact(path, "similarity")
+    data = np.load(path)
+    panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    names = [str(n) for n in data["classes"]]
+    for ax, (title, matrix) in zip(axes[0], panels):
+        im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
+        ax.set_title(f"{title} similarity, epoch {int(data['epoch'])}")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    tracker.log_figure(fig, f"similarity/{path.stem}.png")
+    plt.close(fig)
+
+
+def _finish(run: Run) -> dict[str, Any]:
+    """The run's result (train_metrics.json); rank 0 writes it, logs it with history.csv and
+    closes the MLflow run as FINISHED."""
+    cfg, progress, tracker = run.cfg, run.progress, run.tracker
     result = {
         "run_id": cfg.run_id,
         "config_hash": cfg.hash(),
         "epochs": progress.epoch,
         "steps": progress.step,
-        "selection_split": loaders.select_split,
+        "selection_split": run.loaders.select_split,
         "best_epoch": progress.best_epoch,
         "best_miou": progress.best_metric if progress.best_epoch else None,
         "final": progress.history[-1] if progress.history else {},
         "train_time_s": progress.train_time_s,
-        "params": params,
-        "world_size": info.world_size,
-        "checkpoints": {"last": str(last_path), "best": str(best_path)},
+        "params": run.params,
+        "world_size": run.info.world_size,
+        "checkpoints": {"last": str(run.last_path), "best": str(run.out_dir / paths.BEST)},
         "mlflow": {"experiment_id": tracker.experiment_id, "run_id": tracker.run_id},
     }
-    if info.is_main:
-        _write_json(out_dir / paths.TRAIN_METRICS, result)
-        tracker.log_artifact(out_dir / paths.HISTORY)
-        tracker.log_artifact(out_dir / paths.TRAIN_METRICS)
+    if run.info.is_main:
+        _write_json(run.out_dir / paths.TRAIN_METRICS, result)
+        tracker.log_artifact(run.out_dir / paths.HISTORY)
+        tracker.log_artifact(run.out_dir / paths.TRAIN_METRICS)
         tracker.end("FINISHED")
     return result
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """A JSON file, replaced atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -26,7 +26,7 @@ from sam2.modeling.sam.transformer import TwoWayTransformer
 from sam2.modeling.sam2_utils import MLP, LayerNorm2d
 from torch import Tensor, nn
 
-from sartm.model.checkpoint import CheckpointError, LoadReport
+from sartm.model.sam2_weights import CheckpointError, LoadReport
 
 DECODER_PREFIX = "sam_mask_decoder."
 PROMPT_PREFIX = "sam_prompt_encoder."

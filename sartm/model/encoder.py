@@ -29,7 +29,7 @@ from sartm.model.backbones import (
     size_multiple,
     spec_of,
 )
-from sartm.model.checkpoint import (
+from sartm.model.sam2_weights import (
     ENCODER_PREFIX,
     CheckpointError,
     LoadReport,
@@ -80,7 +80,6 @@ class RGBTEncoder(nn.Module):
         self.image_encoder = build_image_encoder(backbone)
         self.image_encoder.neck.position_encoding = NoPositionEncoding()
         self.d_model: int = self.image_encoder.neck.d_model
-        self.strides = (4, 8, 16)
         self.size_multiple = size_multiple(backbone)
         self.routing = lora.AdapterRouting()
         lora.split_qkv(self.image_encoder, self.routing)

@@ -14,30 +14,27 @@ parts have the same state-dict keys and parameter counts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sartm.config import Config
 from sartm.errors import SartmError
 from sartm.losses import SARTMLoss
-from sartm.model.checkpoint import (
+from sartm.model.decoder import ClassTokenMaskDecoder, build_decoder
+from sartm.model.encoder import RGBTEncoder
+from sartm.model.fusion import RGBTFusion
+from sartm.model.heads import build_head
+from sartm.model.sam2_weights import (
     CheckpointError,
     LoadReport,
     read_sam2_checkpoint,
     split_sam2_state,
 )
-from sartm.model.decoder import ClassTokenMaskDecoder, build_decoder
-from sartm.model.encoder import RGBTEncoder
-from sartm.model.fusion import RGBTFusion
-from sartm.model.heads import build_head
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from sartm.config import Config
 
 PREDICT_MODES = ("s0", "s0+s1")
 # The frozen SAM2 weights and buffers (from the base checkpoint or the seeded random

@@ -13,7 +13,7 @@ import torch
 from accelerate import init_empty_weights
 
 from sartm.config import Config
-from sartm.model.checkpoint import LoadReport
+from sartm.model.sam2_weights import LoadReport
 from sartm.model.sartm import SARTM, build_model, parameter_counts
 
 

@@ -12,6 +12,7 @@ and record what they made in stamp files, and every job reads its resolved confi
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from sartm import paths
+from sartm import paths, runs
+from sartm.data.spec import REAL
 from sartm.errors import SartmError
 from sartm.pipeline.plan import Plan
 
@@ -83,10 +85,11 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
     for ds in datasets:
         commands = plan.data_commands(ds)
         if commands:
-            out[stage_name("data", ds)] = {
-                "cmd": " && ".join(commands),  # it names every setting it uses
-                "outs": _no_cache([plan.data_dir(plan.base[ds])]),
-            }
+            stage = {"cmd": " && ".join(commands)}  # it names every setting it uses
+            if own := plan.own_inputs(plan.data_source(ds)):
+                stage["deps"] = own
+            stage["outs"] = _no_cache([plan.data_dir(plan.base[ds])])
+            out[stage_name("data", ds)] = stage
     if any(plan.uses_stand_in(r) for r in plan.jobs):
         chain = [n for n in plan.preset_chain if "pretrain" in params["presets"][n]]
         out["pretrain"] = {
@@ -113,11 +116,9 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
             # hash; `sartm train --restart-if-changed` starts a superseded one over).
             "outs": [
                 {_posix(train_dir / paths.LAST): {"persist": True}},
+                *_no_cache([train_dir / paths.HISTORY], persist=True),
                 *_no_cache([plan.train_done(run_id)]),
             ],
-            "plots": _no_cache(
-                [train_dir / paths.HISTORY], persist=True, x="epoch", y="train_loss"
-            ),
         }
     for cfg in jobs:
         run_id = cfg.run_id
@@ -172,8 +173,71 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _curve_column(plan: Plan, run_id: str) -> str | None:
+    """The mIoU column of a run's history.csv: of the split that selects its best epoch (val
+    where the paper's dataset has one). None for a dataset of the user's (known only once
+    prepared)."""
+    dataset = plan.job(run_id).dataset
+    if dataset not in REAL:
+        return None
+    return "val_miou" if "val" in REAL[dataset].splits else "test_miou"
+
+
+def plots(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """`dvc plots`: per table, the training loss and the mIoU curves of the runs it reads."""
+    plan = Plan(params)
+    out = []
+    for name in plan.tables:
+        jobs = list(dict.fromkeys(r for ids in plan.item_jobs(name).values() for r in ids))
+        if runs.runs_tree(name) == runs.ALL:
+            continue  # every run: the timing table
+        files = {r: _posix(plan.train_dir(r) / paths.HISTORY) for r in jobs}
+        out.append(
+            {
+                f"{name}-loss": {
+                    "x": "epoch",
+                    "y": {f: "train_loss" for f in files.values()},
+                    "title": f"{name}: training loss",
+                }
+            }
+        )
+        miou = {files[r]: c for r in jobs if (c := _curve_column(plan, r))}
+        if miou:
+            out.append(
+                {
+                    f"{name}-miou": {
+                        "x": "epoch",
+                        "y": miou,
+                        "title": f"{name}: mIoU (val, or test where there is no val split)",
+                    }
+                }
+            )
+    return out
+
+
+PLOTS_TEMPLATE = Path("workflow/report/dvc-plots.html")
+VEGA = ("vega", "vega-lite", "vega-embed")  # the scripts the page loads, beside it
+
+
+def show_plots(params: dict[str, Any], out: Path) -> Path:
+    """`dvc plots show` on a page that loads vega from files beside it (copied from the copy
+    Snakemake ships for its own report), so that it renders without a network."""
+    import snakemake  # noqa: PLC0415 - only for the path of its bundled assets
+
+    assets = Path(snakemake.__file__).parent / "assets" / "data"
+    command = [sys.executable, "-m", "dvc", "plots", "show", "--html-template",
+               str(PLOTS_TEMPLATE.resolve()), "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DvcGenError(f"dvc plots show failed: {result.stderr.strip()[-2000:]}")
+    for name in VEGA:
+        shutil.copy2(assets / name / f"{name}.js", out / f"{name}.js")
+    return out / "index.html"
+
+
 def render(params: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump({"stages": stages(params)}, sort_keys=False, width=1000)
+    document = {"stages": stages(params), "plots": plots(params)}
+    return HEADER + yaml.safe_dump(document, sort_keys=False, width=1000)
 
 
 def write(params: dict[str, Any], path: Path = DVC_FILE) -> Path:

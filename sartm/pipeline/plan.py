@@ -15,7 +15,6 @@ from typing import Any
 
 from sartm import config as cfgmod
 from sartm import paths, runs
-from sartm.data.layouts import CUSTOM_PREFIX
 from sartm.errors import SartmError
 
 DEFAULT_RESOURCES = {"gpu": 0, "threads": 2, "mem_mb": 4000, "runtime": 60}
@@ -69,7 +68,7 @@ class Plan:
         """Each logical dataset's settings outside any run (its data source and generator)."""
         return {
             ds: cfgmod.resolve(self.params, dataset=ds, preset=self.preset)
-            for ds in cfgmod.LOGICAL_DATASETS
+            for ds in cfgmod.logical_datasets(self.params)
         }
 
     def job(self, run_id: str) -> cfgmod.Config:
@@ -246,14 +245,35 @@ class Plan:
         return self.base[dataset].data.dataset
 
     def data_commands(self, dataset: str) -> list[str]:
-        """What makes `dataset`'s processed folder: generate a stand-in, or download and prepare
-        the real data. A custom-* source is prepared by hand: no command makes it."""
+        """What makes `dataset`'s processed folder: generate a stand-in, download and prepare
+        the real data, or prepare a dataset of the user's from its raw folder. A custom-*
+        source that params.yaml's `datasets:` does not declare is prepared by hand."""
         source = self.data_source(dataset)
         if source.startswith(cfgmod.SYNTHETIC_PREFIX):
             return [self.synth_command(source)]
         if source in cfgmod.LOGICAL_DATASETS:
             return [self.download_command(source), self.prepare_command(source)]
+        if self.own(source) is not None:
+            return [self.prepare_own_command(source)]
         return []
+
+    def own(self, source: str) -> dict[str, Any] | None:
+        """The `datasets:` entry behind a custom-<name> source (None: not the user's own)."""
+        name = source.removeprefix(cfgmod.CUSTOM_PREFIX)
+        return cfgmod.own_dataset(self.params, name) if source != name else None
+
+    def own_inputs(self, source: str) -> list[str]:
+        """The raw folder and the class file a dataset of the user's is prepared from."""
+        own = self.own(source)
+        return [own["raw"], own["classes"]] if own else []
+
+    def prepare_own_command(self, source: str) -> str:
+        own, out = self.own(source), paths.processed_dir(source, self.data_root)
+        name = source.removeprefix(cfgmod.CUSTOM_PREFIX)
+        return (
+            f"sartm data prepare custom --name {name} --raw {_q(own['raw'])} "
+            f"--classes {_q(own['classes'])} --out {_q(out)} --force --no-progress"
+        )
 
     def synth_command(self, source: str) -> str:
         out = paths.processed_dir(source, self.data_root)
@@ -277,7 +297,7 @@ class Plan:
 
     def text_inputs(self, source: str) -> list[str]:
         """Custom datasets take their class names from their meta.json."""
-        if source.startswith(CUSTOM_PREFIX):
+        if source.startswith(cfgmod.CUSTOM_PREFIX):
             return [str(paths.processed_dir(source, self.data_root))]
         return []
 

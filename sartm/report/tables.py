@@ -365,6 +365,23 @@ def scores(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Ta
     return _finish(name, spec, b, used, notes=list(spec.get("notes", [])))
 
 
+def classes(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Table:
+    """A dataset of the user's: per-class IoU and mIoU of each run on it (no published rows)."""
+    b = _Builder()
+    used = list(results.values())
+    if not used:
+        raise ReportError(f"table {name}: no results given")
+    b.columns = [*used[0].classes, "mIoU"]
+    for r in used:
+        if r.classes != used[0].classes:
+            raise ReportError(f"{r.files[0]}: classes differ from {used[0].files[0]}")
+        row = r.logical.split("/", 1)[1]
+        for i, column in enumerate(r.classes):
+            b.set_stat(row, column, r.stat("test", "iou", i))
+        b.set_stat(row, "mIoU", r.stat("test", "miou"))
+    return _finish(name, spec, b, used)
+
+
 def params(name: str, spec: dict[str, Any], results: dict[str, RunResult]) -> Table:
     b = _Builder()
     used = []
@@ -424,6 +441,7 @@ BUILDERS: dict[str, Callable[..., Table]] = {
     "robustness": robustness,
     "params": params,
     "scores": scores,
+    "classes": classes,
 }
 
 
@@ -578,7 +596,7 @@ def make(
     """Load the runs a table needs (`mapping`: logical -> run ids), build and write it."""
     needed = runs_tree(name)
     results = load_results(mapping, results_root)
-    if needed != "all":
+    if isinstance(needed, dict):
         missing = [lg for lg in leaves(needed) if lg not in results]
         if missing:
             raise ReportError(f"table {name}: no results given for {missing}")

@@ -21,11 +21,11 @@ import textwrap
 
 import pytest
 import torch.nn.functional as F
-from conftest import free_port
+from engine_helpers import free_port
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sartm.config import save_config
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
 from sartm.engine.modelio import build
 from sartm.engine.train import train
 

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from sartm.cli import cli
 from sartm.config import save_config
-from sartm.engine.checkpointing import sha256_file
 from sartm.engine.provenance import manifest_hash
+from sartm.engine.run_checkpoint import sha256_file
 
 LINK = re.compile(
     r"^MLflow run (\w+): http://127\.0\.0\.1:5000/#/experiments/(\d+)/runs/(\w+)"

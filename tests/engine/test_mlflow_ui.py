@@ -1,7 +1,8 @@
 """The MLflow UI as a user sees it, in a real browser: two tiny ci-preset runs trained and evaluated
 by `sartm train --evaluate`, served by `sartm tracking ui`, opened in headless Chromium (Debian's
 `chromium` and `chromium-driver`, driven by Selenium) at the link the command prints; then the
-bare address, as the README describes it (MLflow 3.17's GenAI / Model training mode)."""
+bare address in a fresh browser profile, as the README describes it (MLflow 3.17's GenAI / Model
+training mode: Model training until the user picks GenAI, sartm/tracking_ui_app.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import signal
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import start_tracking_ui
+from engine_helpers import start_tracking_ui
 
 from sartm.cli import cli
 from sartm.config import save_config
@@ -75,23 +76,31 @@ def _train_two_runs(cfg_factory, tmp_path) -> dict[str, list[tuple[str, str]]]:
 
 
 @pytest.fixture
-def browser(tmp_path):
+def new_browser(tmp_path):
+    """Starts headless Chromium, each call with a fresh profile of its own (no localStorage)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=2600,1400", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    drivers = []
+
+    def start():
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        profile = tmp_path / f"chromium-{len(drivers)}"
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                    "--window-size=2600,1400", f"--user-data-dir={profile}"):  # fmt: skip
+            options.add_argument(arg)
+        drivers.append(webdriver.Chrome(service=Service(DRIVER), options=options))
+        return drivers[-1]
+
     try:
-        yield driver
+        yield start
     finally:
-        driver.quit()
+        for driver in drivers:
+            driver.quit()
 
 
-def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
+def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, new_browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -110,6 +119,7 @@ def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=cfg_factory().tracking.uri)
+        browser = new_browser()
         browser.get(runs_page)
         wait = WebDriverWait(browser, 90, poll_frequency=0.5)
         names = {}
@@ -143,33 +153,45 @@ def test_runs_page_and_run_page_in_a_browser(cfg_factory, tmp_path, browser):
         wait.until(lambda d: "predictions" in body(d) and "Select a file to preview" in body(d))
         assert "eval" in body(browser).split()
 
-        # The bare address: the links' mode is not remembered (MLflow keeps only the sidebar
-        # switch's choice, in localStorage), so the runs open in GenAI mode until "Model
-        # training" is picked once; from then on the address, and the experiment reached from
-        # the home page, open the runs in Model training mode.
-        bare = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
-        _open_fresh(browser, bare)
-        wait.until(lambda d: _mode(d) is not None)
-        assert _mode(browser) == "genai", "README: the links' mode is kept by the browser now"
-        assert browser.execute_script(f"return localStorage.getItem('{MODE_KEY}')") is None
-        browser.find_element(
-            By.XPATH, "//*[@role='button'][normalize-space()='Model training']"
-        ).click()
-        wait.until(lambda d: _mode(d) == "machine_learning")
-        stored = browser.execute_script(f"return localStorage.getItem('{MODE_KEY}')")
-        assert stored == '"machine_learning"'
-        (train_id, _), (eval_id, _) = printed["ce-s0"]
-        for page in (bare, f"http://127.0.0.1:{port}/"):
+        # The bare address in a fresh browser, which has not picked a mode: its home page, then the
+        # preset's experiment clicked there, opens the runs in Model training mode (the script
+        # sartm's app puts into index.html stores that mode, as the sidebar switch would).
+        browser = new_browser()
+        wait = WebDriverWait(browser, 90, poll_frequency=0.5)
+        home = f"http://127.0.0.1:{port}/"
+        stored = f"return localStorage.getItem('{MODE_KEY}')"
+        _open_fresh(browser, home)
+        wait.until(lambda d: d.find_elements(By.LINK_TEXT, "sartm-ci"))
+        assert browser.execute_script(stored) == '"machine_learning"'
+        browser.find_element(By.LINK_TEXT, "sartm-ci").click()
+        wait.until(lambda d: all(_cell(d, i, "attributes.`Run Name`").endswith(n)
+                                 for i, n in names.items()))  # fmt: skip
+        assert f"#/experiments/{experiment_id}/runs" in browser.current_url
+        assert _mode(browser) == "machine_learning"
+        assert {"Run Name", "Dataset"} <= set(browser.execute_script(HEADERS))
+        for (train_id, _), _evaluation in printed.values():
+            assert _cell(browser, train_id, "attributes.`Dataset`").startswith("synth-pst900/train")
+
+        # The user's choice wins: GenAI picked once with the switch, the next loads of the home
+        # page (the experiment clicked there) and of the runs' address stay in GenAI mode.
+        browser.find_element(By.XPATH, "//*[@role='button'][normalize-space()='GenAI']").click()
+        wait.until(lambda d: _mode(d) == "genai")
+        assert browser.execute_script(stored) == '"genai"'
+        at_experiment = f"#/experiments/{experiment_id}"
+        bare = f"http://127.0.0.1:{port}/{at_experiment}/runs"
+        for page in (home, bare):
             _open_fresh(browser, page)
-            if not page.endswith("/runs"):  # the home page: its list of recent experiments
+            if page == home:
                 wait.until(lambda d: d.find_elements(By.LINK_TEXT, "sartm-ci"))
                 browser.find_element(By.LINK_TEXT, "sartm-ci").click()
-            wait.until(lambda d: _cell(d, eval_id, "attributes.`Run Name`").endswith(
-                "pst900/ce-s0 evaluate test"))  # fmt: skip
-            assert f"#/experiments/{experiment_id}/runs" in browser.current_url, page
-            assert _mode(browser) == "machine_learning", page
-            dataset = _cell(browser, train_id, "attributes.`Dataset`")  # a default column
-            assert dataset.startswith("synth-pst900/train"), page
+            wait.until(lambda d: at_experiment in d.current_url and _mode(d) is not None)
+            assert _mode(browser) == "genai", page
+            assert browser.execute_script(stored) == '"genai"', page
+        _open_fresh(browser, runs_page)  # a link still opens the runs, and keeps that choice
+        (train_id, _), _evaluation = printed["ce-s0"]
+        wait.until(lambda d: _cell(d, train_id, "attributes.`Run Name`").endswith("pst900/ce-s0"))
+        assert _mode(browser) == "machine_learning"
+        assert browser.execute_script(stored) == '"genai"'
 
         ui.send_signal(signal.SIGTERM)
         ui.wait(timeout=60)

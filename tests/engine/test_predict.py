@@ -10,7 +10,7 @@ from PIL import Image
 
 from sartm.cli import cli
 from sartm.data.common import DataError, read_manifest
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
 from sartm.engine.evaluate import evaluate
 from sartm.engine.modelio import ModelLoadError
 from sartm.engine.predict import PredictError, Predictor, predict_paths

@@ -1,7 +1,7 @@
 """Runs SIGKILLed at chosen instants and resumed end exactly like an uninterrupted run.
 
 The kills come mid-epoch (at a training batch) and around each checkpoint rename (just before and
-just after `last.pt` and `best.pt` land, via `SARTM_KILL_AT`, see sartm.engine.checkpointing),
+just after `last.pt` and `best.pt` land, via `SARTM_KILL_AT`, see sartm.engine.run_checkpoint),
 also in the last epoch and inside a resume's own repair of the previous commit. LoRA dropout is
 on, so a resume that did not restore the RNG would draw other masks. After the final rerun:
 bitwise-equal weights, the complete history.csv, best.pt the epoch the history names, every MLflow
@@ -23,7 +23,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from sartm.config import load_config, save_config
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
 from sartm.engine import train as train_module
 
 EPOCHS, ITERS = 2, 2  # 8 training samples, batch 4

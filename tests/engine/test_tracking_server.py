@@ -12,7 +12,7 @@ import urllib.request
 
 import psutil
 import pytest
-from conftest import start_tracking_ui
+from engine_helpers import start_tracking_ui
 
 from sartm.config import save_config
 from sartm.engine.train import train

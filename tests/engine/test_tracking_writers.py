@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import sartm
 from sartm.config import save_config
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
 
 WRITERS = 8
 

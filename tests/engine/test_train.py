@@ -11,7 +11,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from sartm.config import load_config
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
+from sartm.engine import train as train_module
 from sartm.engine.optim import lr_factor
 from sartm.engine.train import TrainingError, train
 
@@ -88,9 +89,7 @@ def test_train_writes_everything_needed_to_resume(cfg_factory, tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     cfg_factory, tmp_path, monkeypatch
 ):
-    import sartm.data.dataset as dataset_module
-
-    real_build = dataset_module.build_dataset
+    real_build = train_module.build_dataset
     calls = {"n": 0}
 
     class Poisoned(torch.utils.data.Dataset):
@@ -116,7 +115,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         ds = real_build(cfg, split, train, **kw)
         return Poisoned(ds) if train else ds
 
-    monkeypatch.setattr(dataset_module, "build_dataset", build)
+    monkeypatch.setattr(train_module, "build_dataset", build)
     cfg = cfg_factory()
     results = tmp_path / "results"
     with pytest.raises(TrainingError) as info:

@@ -148,7 +148,7 @@ def test_missing_and_foreign_decoder_weights_are_reported():
 
 
 def test_decoder_weights_of_another_width_are_refused():
-    from sartm.model.checkpoint import CheckpointError
+    from sartm.model.sam2_weights import CheckpointError
 
     mask_decoder, prompt_encoder = _official_parts(D)
     with pytest.raises(CheckpointError, match=r"d = 32"):

@@ -10,7 +10,7 @@ from accelerate import init_empty_weights
 
 from sartm import config as cfgmod
 from sartm.model.backbones import BACKBONES
-from sartm.model.checkpoint import CheckpointError
+from sartm.model.sam2_weights import CheckpointError
 from sartm.model.sartm import ModelError, build_model, parameter_counts
 
 ROOT = Path(__file__).resolve().parents[2]

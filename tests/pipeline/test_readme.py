@@ -25,6 +25,7 @@ COVERED_ELSEWHERE = {
     "dvc repro": "tests/pipeline/test_e2e.py (dvc repro of the ci grid)",
     "dvc exp show": "tests/pipeline/test_e2e.py",
     "dvc plots show": "tests/pipeline/test_e2e.py",
+    "sartm pipeline plots": "tests/pipeline/test_e2e.py (dvc repro, then the plots page)",
     "torchrun --nproc_per_node 4 -m sartm train -r pst900/full --preset paper": (
         "tests/test_cli.py::test_readme_torchrun_command_parses"
     ),

@@ -257,3 +257,24 @@ def test_seed_spread_in_the_summary_and_the_foundation_table(tmp_path):
     assert table.std.loc["pretrained SAM2 stand-in", "mIoU"] == pytest.approx(5.033, abs=1e-3)
     md = tables.to_markdown(table)
     assert "only the frozen SAM2 weights differ" in md and "seed-to-seed spread" in md
+
+
+def test_a_dataset_of_your_own_has_its_per_class_table(tmp_path):
+    """Its classes as columns, one row per run on it, no published rows."""
+    results, classes = tmp_path / "results", ["background", "person", "car"]
+    mapping = {}
+    for run, miou in (("full", 0.6), ("no-aux", 0.4)):
+        m = write_metrics(results, f"pst900/{run}", miou=miou)
+        m.update(dataset="mine", source="custom-mine", synthetic=False, classes=classes)
+        m["test"]["iou"] = m["test"]["iou"][:3]
+        path = paths.metrics_file(f"mine/{run}", results)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(m))
+        mapping[f"mine/{run}"] = [f"mine/{run}"]
+    md, csv, _, html = tables.make("classes-mine", mapping, results_root=results, out_dir=tmp_path)
+    frame = pd.read_csv(csv, index_col=0)
+    assert list(frame.columns[:4]) == [*classes, "mIoU"] and list(frame.index) == ["full", "no-aux"]
+    assert frame.loc["full", "mIoU"] == pytest.approx(60.0)
+    assert frame.loc["no-aux", "car"] == pytest.approx(100 * m["test"]["iou"][2])
+    text = md.read_text()
+    assert text.startswith("# Your dataset mine") and "paper" not in text.lower()

@@ -156,6 +156,37 @@ def test_text_cache_only_where_language_is_distilled(tmp_path):
     assert "--run fmb/no-language=fmb/full" in _item(jobs, "t5")["shellcmd"]
 
 
+def test_a_dataset_of_your_own_goes_through_every_stage(tmp_path):
+    """Declared in params.yaml with the runs to train on it: prepared from its raw folder, its
+    class names embedded, trained, evaluated and given its per-class table, by the same commands
+    in Snakemake's DAG and in dvc.yaml."""
+    p = params()
+    p["preset"] = "paper"
+    p["datasets"] = {"mine": {"raw": "raw/mine", "classes": "raw/classes.yaml", "runs": ["full"]}}
+    root = copy_workflow(tmp_path, p)
+    (root / "raw" / "mine").mkdir(parents=True)
+    (root / "raw" / "classes.yaml").write_text("- {name: background, color: [0, 0, 0]}\n")
+    assert "classes-mine" in runs.table_names(p, "paper")
+    jobs = dag_jobs(root, "results/paper/tables/classes-mine.md", preset="paper")
+    assert run_ids(jobs, "train") == ["mine/full"] and run_ids(jobs, "evaluate") == ["mine/full"]
+    (prepare,) = of_rule(jobs, "prepare_own")
+    assert prepare["output"] == ["data/processed/custom-mine"]
+    assert set(prepare["input"]) == {"raw/mine", "raw/classes.yaml"}
+    (text,) = of_rule(jobs, "text_cache")
+    assert (
+        text["input"] == ["data/processed/custom-mine"] and "embed custom-mine" in text["shellcmd"]
+    )
+    (train,) = of_rule(jobs, "train")
+    assert {"data/processed/custom-mine", "data/text/custom-mine.pt"} <= set(train["input"])
+    (table,) = of_rule(jobs, "table")
+    assert "--run mine/full " in table["shellcmd"] + " "
+    dvc = dvcgen.stages(p)
+    assert dvc["data-mine"]["cmd"] in prepare["shellcmd"]
+    assert dvc["data-mine"]["deps"] == ["raw/mine", "raw/classes.yaml"]
+    assert dvc["text-mine"]["cmd"] in text["shellcmd"]
+    assert dvc["table-classes-mine"]["cmd"] in table["shellcmd"]
+
+
 def test_dvc_yaml_has_the_same_stages_and_commands(dags):
     """dvc.yaml (generated) and the Snakefile: same jobs, outputs, dependencies and commands."""
     p = params()

@@ -49,6 +49,7 @@ wildcard_constraints:
     source=r"synth-[a-z0-9]+",
     cache=r"(synth-)?(mfnet|pst900|fmb)|custom-[A-Za-z0-9_.-]+",
     dataset="mfnet|pst900|fmb",
+    name=r"[A-Za-z0-9_.-]+",
 
 
 def train_inputs(wildcards):

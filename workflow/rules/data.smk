@@ -1,7 +1,8 @@
 # Data: the preset maps each logical dataset (mfnet, pst900, fmb) to a data source. Synthetic
 # stand-ins (synth-*) are generated; real datasets are downloaded (or taken from archives already
-# in data/archives/<dataset>/) and prepared into the common layout. A custom-* source must be
-# prepared by hand (`sartm data prepare custom ...`): no rule makes it.
+# in data/archives/<dataset>/) and prepared into the common layout; a dataset of your own
+# (params.yaml `datasets:`) is prepared from its raw folder. Any other custom-* source must be
+# prepared by hand (`sartm data prepare custom ...`).
 
 
 rule synth:
@@ -47,5 +48,23 @@ rule prepare:
         command=lambda wildcards: PLAN.prepare_command(wildcards.dataset),
     message:
         "Converting {wildcards.dataset} to the common layout"
+    shell:
+        "{params.command} > {log} 2>&1"
+
+
+# A dataset of your own (params.yaml `datasets:`), prepared from its raw folder and class file.
+rule prepare_own:
+    input:
+        lambda wildcards: PLAN.own_inputs(f"custom-{wildcards.name}"),
+    output:
+        directory(str(paths.processed_dir("custom-{name}", DATA_ROOT))),
+    log:
+        str(PLAN.log_file("data", "prepare-custom-{name}")),
+    conda:
+        CONDA_ENV
+    params:
+        command=lambda wildcards: PLAN.prepare_own_command(f"custom-{wildcards.name}"),
+    message:
+        "Converting your dataset custom-{wildcards.name} to the common layout"
     shell:
         "{params.command} > {log} 2>&1"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sartm.model.checkpoint import (
+from sartm.model.encoder import RGBTEncoder
+from sartm.model.sam2_weights import (
     CheckpointError,
     LoadReport,
     compatible_backbones,
@@ -13,7 +14,6 @@ from sartm.model.checkpoint import (
     read_sam2_checkpoint,
     split_sam2_state,
 )
-from sartm.model.encoder import RGBTEncoder
 
 T2, T21 = "configs/sam2/sam2_hiera_t.yaml", "configs/sam2.1/sam2.1_hiera_t.yaml"
 

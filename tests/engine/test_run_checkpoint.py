@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sartm.engine import checkpointing as ck
+from sartm.engine import run_checkpoint as ck
 
 
 def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -1,4 +1,10 @@
-"""Training checkpoints: atomic writes, safe loading, and the RNG states needed to resume exactly.
+"""The project's own checkpoint files: training checkpoints (`last.pt`, `best.pt`) and exports.
+
+Not the SAM2 base weights a run starts from (`sartm.model.sam2_weights`). A training checkpoint
+holds what resuming needs (trainable state, optimiser, step, history, every rank's RNG states)
+and the configuration identity that decides whether a run may resume from it or evaluate it; an
+export (`sartm export`) holds the whole merged model. Building a model from either file is
+`sartm.engine.modelio`.
 
 A checkpoint is a plain dict of tensors and builtin types, so it loads with
 `torch.load(..., weights_only=True)` (no pickled objects, nothing executed on load). It is written
@@ -28,6 +34,8 @@ import torch
 from sartm import torchfile
 from sartm.errors import SartmError
 
+TRAIN_FORMAT = "sartm-train-checkpoint"  # the "format" entry of last.pt / best.pt
+EXPORT_FORMAT = "sartm-export"  # ... and of an exported model file
 TMP_PREFIX = ".tmp-"
 KILL_ENV = "SARTM_KILL_AT"
 
@@ -85,6 +93,7 @@ def load_checkpoint(path: str | Path, *, required: tuple[str, ...] = ()) -> dict
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The file's SHA-256 (hex), read in chunks: what metrics.json and MLflow record of a file."""
     digest = hashlib.sha256()
     with Path(path).open("rb") as fh:
         while block := fh.read(chunk):
@@ -136,6 +145,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed the generators `rng_state` saves (Python, NumPy, torch), for reproducible draws."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
