@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from pipeline_fakes import write_metrics
+from pipeline_fakes import write_metrics, write_summary_runs
 from pipeline_helpers import REPO
 
 from sartm import paths
@@ -231,13 +231,7 @@ def test_report_cli(tmp_path):
 
 def test_seed_spread_in_the_summary_and_the_foundation_table(tmp_path):
     results = tmp_path / "results"
-    mapping = {}
-    for logical in summary.summary_runs():
-        write_metrics(results, logical, miou=0.5)
-        mapping[logical] = [logical]
-    for run_id, miou in (("pst900/full/seed1", 0.46), ("pst900/full/seed2", 0.56)):
-        write_metrics(results, run_id, miou=miou)
-    mapping["pst900/full"] = ["pst900/full", "pst900/full/seed1", "pst900/full/seed2"]
+    mapping = write_summary_runs(results)
     text = summary.write(mapping, results_root=results, out=tmp_path / "s.md").read_text()
     spread = next(ln for ln in text.splitlines() if ln.startswith("- pst900/full: test mIoU"))
     assert "50.00, 46.00, 56.00 over 3 seeds" in spread and "range 10.00 points" in spread

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
-from pipeline_fakes import write_metrics  # noqa: E402
+from pipeline_fakes import write_summary_runs  # noqa: E402
 
 from sartm.report import summary, tables  # noqa: E402
 
@@ -76,13 +76,7 @@ def _markdown_groups(text: str) -> dict[str, list[list[str]]]:
 
 def test_the_html_summary_holds_every_table_group_and_the_flagged_row_markers(tmp_path):
     results = tmp_path / "results"
-    mapping = {}
-    for logical in summary.summary_runs():
-        write_metrics(results, logical, miou=0.5)
-        mapping[logical] = [logical]
-    for run_id, miou in (("pst900/full/seed1", 0.46), ("pst900/full/seed2", 0.56)):
-        write_metrics(results, run_id, miou=miou)
-    mapping["pst900/full"] = ["pst900/full", "pst900/full/seed1", "pst900/full/seed2"]
+    mapping = write_summary_runs(results)
     out = tmp_path / "ci" / "summary.md"
     assert summary.write(mapping, results_root=results, out=out) == out
     page_file = summary.html_file(out)
