@@ -4,8 +4,8 @@ DVC is the serial runner (`dvc repro`); Snakemake the parallel one. Both read pa
 sartm.pipeline.plan: the same training jobs, the same table and figure inputs and the same paths
 (sartm.paths, everything under results/<preset>/). The stage graph is that of the preset in
 params.yaml (presets may add runs or seeds of their own): switching the preset means regenerating
-the file, and the first stage refuses to run a stale one. The set-up stages name logical datasets
-and record what they made in stamp files, and every job reads its resolved configuration file.
+the file, and the first stage refuses to run a stale one. Every stage declares the files the
+matching Snakemake rule reads and writes, and every job reads its resolved configuration file.
 `sartm pipeline dvc-yaml` rewrites the file; a test fails when the committed one is stale.
 """
 
@@ -145,13 +145,7 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
     for name in plan.figures:
         options = " ".join(plan.item_options(name))
         inputs = plan.figure_inputs(name)
-        deps = list(inputs["metrics"])
-        mapping = plan.item_jobs(name)
-        if "data" in inputs:  # the set-up stage's record stands for the data folder
-            deps += sorted(
-                {_posix(plan.stamp_file(f"data-{lg.split('/')[0]}.json")) for lg in mapping}
-            )
-        deps += inputs.get("trained", [])
+        deps = [*inputs["metrics"], *inputs.get("data", []), *inputs.get("trained", [])]
         out[stage_name("figure", name)] = {
             "cmd": (
                 f"sartm report figures {name} {options} --results {results} "

@@ -203,12 +203,15 @@ def test_dvc_yaml_has_the_same_stages_and_commands(dags):
             assert set(job["output"]) <= outs(stage)
             assert stage["cmd"] in job["shellcmd"]
             assert plan.config_file(job["wildcards"]["run_id"]).as_posix() in stage["deps"]
+            assert set(job["input"]) <= set(stage["deps"])  # (evaluation also: last.pt)
     for rule in ("table", "figure"):
         assert sum(n.startswith(f"{rule}-") for n in dvc) == len(of_rule(jobs, rule))
         for job in of_rule(jobs, rule):
             stage = dvc[dvcgen.stage_name(rule, job["wildcards"][rule])]
             assert set(job["output"]) == outs(stage)
             assert stage["cmd"] in job["shellcmd"]
+            if rule == "figure":  # the same files (a table also reads Snakemake's benchmarks)
+                assert set(stage["deps"]) == set(job["input"]), job["wildcards"]
             metrics = {f for f in job["input"] if f.startswith(evals)}
             assert metrics == {d for d in stage["deps"] if d.startswith(evals)}
     assert {j["output"][0] for j in of_rule(jobs, "run_config")} == outs(dvc["configs"])
