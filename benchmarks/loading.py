@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from sartm import paths
 from sartm.config import SYNTHETIC_PREFIX, Config
+from sartm.data import builtin
 from sartm.data.synth import generate, image_size
 
-NATIVE_WIDTH = {"mfnet": 640, "pst900": 1280, "fmb": 800}
-PAPER_CROP = {"mfnet": 800, "pst900": 1280, "fmb": 800}
+PAPER_CROP = {"mfnet": 800, "pst900": 1280, "fmb": 800}  # params.yaml's paper preset
 SYNTH_WIDTH_RANGE = (32, 1024)
 WORKER_COUNTS = (0, 2, 4, 8)
 PREFETCH_FACTOR = 2  # torch's default, as the engine's loaders use it
@@ -30,10 +30,15 @@ PREFETCH_FACTOR = 2  # torch's default, as the engine's loaders use it
 
 def synth_width(cfg: Config) -> int:
     """Width of stand-in images whose size relates to the crop as the real images do."""
+    return max(SYNTH_WIDTH_RANGE[0], min(SYNTH_WIDTH_RANGE[1], _scaled_width(cfg)))
+
+
+def _scaled_width(cfg: Config) -> int:
+    """The real width times crop / the paper's crop (MFNet's 640 and 800 for other datasets)."""
     logical = cfg.data.dataset.removeprefix(SYNTHETIC_PREFIX)
-    native, crop = NATIVE_WIDTH.get(logical, 640), PAPER_CROP.get(logical, 800)
-    width = round(native * cfg.data.crop_size / crop)
-    return max(SYNTH_WIDTH_RANGE[0], min(SYNTH_WIDTH_RANGE[1], width))
+    entry = builtin.BUILTIN.get(logical)
+    native = entry.spec.native_size[0] if entry else 640
+    return round(native * cfg.data.crop_size / PAPER_CROP.get(logical, 800))
 
 
 def prepare_data(
@@ -57,9 +62,7 @@ def prepare_data(
     )
     w, h = image_size(name, width)
     note = ""
-    if logical in NATIVE_WIDTH and width != round(
-        NATIVE_WIDTH[logical] * cfg.data.crop_size / PAPER_CROP[logical]
-    ):
+    if logical in builtin.BUILTIN and width != _scaled_width(cfg):
         note = f"width limited to the generator's {SYNTH_WIDTH_RANGE} pixels"
     described = {
         "source": "synthetic (generated for this benchmark)",

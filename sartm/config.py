@@ -21,15 +21,16 @@ from typing import Any
 import jsonschema
 import yaml
 
-from sartm.data.spec import REAL, SYNTHETIC_PREFIX
+from sartm.data import builtin
+from sartm.data.builtin import SYNTHETIC_PREFIX
 from sartm.errors import SartmError
 
 SECTIONS = ("data", "synth", "model", "loss", "text", "train", "eval", "tracking")
-LOGICAL_DATASETS = tuple(REAL)  # the paper's (sartm.data.spec); params.yaml `datasets:` adds yours
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.json"
 DEFAULT_PARAMS = Path("params.yaml")
 CUSTOM_PREFIX = "custom-"
+CUSTOM_NAME_CHARS = "[A-Za-z0-9_.-]+"  # the <name> of custom-<name>
 
 
 class ConfigError(SartmError, ValueError):
@@ -188,7 +189,7 @@ class Config:
     tracking: TrackingConfig
     preset: str = "demo"
     run: str = "adhoc"
-    dataset: str = "mfnet"  # the logical dataset (mfnet | pst900 | fmb) the run belongs to
+    dataset: str = "mfnet"  # the logical dataset (built-in or params.yaml `datasets:`) of the run
     seed_index: int = 0
     preset_description: str = ""
     overrides: tuple[str, ...] = field(default=())
@@ -257,9 +258,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@cache
+def source_pattern() -> str:
+    """Regex of a data source: a built-in dataset, its stand-in or custom-<name> (the schema's
+    dataset_source and the Snakemake wildcards). Registered names need no escaping."""
+    return "|".join(
+        [*builtin.names(), *builtin.stand_in_names(), CUSTOM_PREFIX + CUSTOM_NAME_CHARS]
+    )
+
+
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    """params.schema.json with the built-in datasets filled in (the file leaves their names
+    open, so that the registry, sartm.data.builtin, is the one list)."""
+    return _schema(builtin.names(), builtin.stand_in_names(), source_pattern())
+
+
+@cache
+def _schema(datasets: tuple[str, ...], stand_ins: tuple[str, ...], sources: str) -> dict[str, Any]:
+    out = json.loads(SCHEMA_PATH.read_text())
+    filled = {
+        "logical_dataset": {"enum": list(datasets)},
+        "stand_in": {"enum": list(stand_ins)},
+        "dataset_source": {"pattern": f"^({sources})$"},
+        "own_dataset_name": {"not": {"enum": list(datasets)}},
+    }
+    for name, keywords in filled.items():
+        out["$defs"][name] = {**out["$defs"][name], **keywords}
+    return out
 
 
 def _format_error(err: jsonschema.ValidationError, source: str) -> str:
@@ -365,12 +389,12 @@ def _preset_chain(params: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 def logical_datasets(params: dict[str, Any]) -> tuple[str, ...]:
-    """The paper's three datasets, then the user's own (params.yaml `datasets:`)."""
-    return (*LOGICAL_DATASETS, *params.get("datasets", {}))
+    """The built-in datasets (sartm.data.builtin), then the user's own (params.yaml `datasets:`)."""
+    return (*builtin.names(), *params.get("datasets", {}))
 
 
 def own_dataset(params: dict[str, Any], dataset: str) -> dict[str, Any] | None:
-    """The `datasets:` entry of a dataset of the user's (None for the paper's three)."""
+    """The `datasets:` entry of a dataset of the user's (None for a built-in one)."""
     return params.get("datasets", {}).get(dataset)
 
 

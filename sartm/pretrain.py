@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from sartm.data.builtin import stand_in_names
 from sartm.data.spec import IGNORE_INDEX, spec_for
-from sartm.data.synth import PRETRAIN_SPLIT, SYNTH_NAMES, render
+from sartm.data.synth import PRETRAIN_SPLIT, render
 from sartm.data.transforms import TrainTransform
 from sartm.errors import SartmError
 from sartm.model.backbones import build_image_encoder
@@ -59,7 +60,7 @@ class PretrainSettings:
     """What determines the stand-in (all of it is recorded in the checkpoint)."""
 
     backbone: str = "test_hiera_tiny"
-    sources: tuple[str, ...] = SYNTH_NAMES
+    sources: tuple[str, ...] = field(default_factory=stand_in_names)
     samples_per_source: int = 400
     width: int = 160
     seed: int = 0
@@ -72,10 +73,11 @@ class PretrainSettings:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.sources if s not in SYNTH_NAMES]
+        known = stand_in_names()
+        unknown = [s for s in self.sources if s not in known]
         if unknown or not self.sources:
             raise PretrainError(
-                f"pretrain.sources: {unknown or 'empty'}; allowed: {', '.join(SYNTH_NAMES)}"
+                f"pretrain.sources: {unknown or 'empty'}; allowed: {', '.join(known)}"
             )
         for name in ("samples_per_source", "steps", "batch_size", "crop_size", "threads"):
             if int(getattr(self, name)) < 1:

@@ -35,7 +35,7 @@ from torch import Tensor
 from sartm import paths, torchfile
 from sartm.config import TextConfig
 from sartm.data.common import DataError, load_meta
-from sartm.data.spec import spec_for
+from sartm.data.spec import spec_for, spec_names
 from sartm.errors import SartmError
 
 DEFAULT_MODEL = "ViT-B-32-quickgelu"
@@ -60,8 +60,8 @@ def dataset_prompts(
 ) -> tuple[list[str], list[str]]:
     """(class names, CLIP prompts) of a known dataset, its synthetic stand-in, or custom data.
 
-    Known datasets take their names from `sartm.data.spec`; any other name must be a prepared
-    dataset whose meta.json lists its `classes`.
+    Built-in datasets take their names from their spec (sartm.data.builtin); any other name must
+    be a prepared dataset whose meta.json lists its `classes`.
     """
     _check_template(template)
     try:
@@ -72,7 +72,7 @@ def dataset_prompts(
             classes = list(load_meta(root)["classes"])
         except (DataError, KeyError, ValueError) as exc:
             raise TextCacheError(
-                f"{dataset!r} is not a known dataset (mfnet, pst900, fmb or synth-*), and "
+                f"{dataset!r} is not a built-in dataset ({', '.join(spec_names())}), and "
                 f"{root / 'meta.json'} gives no class list: {exc}"
             ) from exc
         names = [c.replace("_", " ") for c in classes]  # the rule of DatasetSpec.text_prompts

@@ -180,10 +180,13 @@ def test_startup_import_times_are_read_from_python_importtime():
             "import time:       300 |    2500000 |   peft",
             "import time:       200 |    3000000 | sartm.model.lora",
             "import time:        10 |     200000 | mlflow",
+            "import time:        70 |     600000 |   torch.fx.experimental.symbolic_shapes",
+            "import time:        30 |     700000 | torch._dynamo",
         ]
     )
     out = parse_importtime(sample)
-    assert out["total_s"] == pytest.approx(4.2)  # top-level entries only
+    assert out["total_s"] == pytest.approx(4.9)  # top-level entries only
     assert out["torch_s"] == pytest.approx(1.0)
+    assert out["torch_later_s"] == pytest.approx(0.7)  # torch's own, imported while running
     assert out["beyond_torch_s"] == pytest.approx(3.2)
     assert out["peft_s"] == pytest.approx(2.5) and out["mlflow_s"] == pytest.approx(0.2)

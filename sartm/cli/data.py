@@ -8,7 +8,7 @@ import click
 
 from sartm import paths
 from sartm.cli.common import resolve_from_options
-from sartm.config import LOGICAL_DATASETS, SYNTHETIC_PREFIX
+from sartm.data import builtin
 
 
 @click.group()
@@ -40,7 +40,7 @@ def _limit_options(command):
 
 
 @data.command("download")
-@click.argument("dataset", type=click.Choice(LOGICAL_DATASETS))
+@click.argument("dataset", type=click.Choice(builtin.names()))
 @click.option(
     "--archive",
     "archives",
@@ -162,8 +162,8 @@ def prepare_cmd(
     force: bool,
     progress: bool,
 ) -> None:
-    """Convert DATASET (mfnet, pst900, fmb, custom-NAME or custom --name NAME) from its original
-    layout to the common layout."""
+    """Convert DATASET (a built-in one: mfnet, pst900, fmb, ...; custom-NAME or custom --name
+    NAME) from its original layout to the common layout."""
     from sartm.data.layouts import prepare
 
     if dataset == "custom":
@@ -192,7 +192,7 @@ def prepare_cmd(
 
 
 @data.command("synth")
-@click.argument("name", type=click.Choice([SYNTHETIC_PREFIX + d for d in LOGICAL_DATASETS]))
+@click.argument("name", type=click.Choice(builtin.stand_in_names()))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -245,7 +245,7 @@ def synth_cmd(
     """Generate the SYNTHETIC stand-in NAME (deterministic: same seed, same bytes)."""
     from sartm.data.synth import generate
 
-    logical = name.removeprefix("synth-")
+    logical = name.removeprefix(builtin.SYNTHETIC_PREFIX)
     cfg = resolve_from_options(params_path, preset, logical, None, None, overrides)
     samples = dict(cfg.synth.samples)
     for split, n in (("train", samples_train), ("val", samples_val), ("test", samples_test)):

@@ -28,9 +28,9 @@ import numpy as np
 from PIL import Image
 
 from sartm import __version__
-from sartm.data.spec import IGNORE_INDEX
 from sartm.errors import SartmError
 
+IGNORE_INDEX = 255  # the label value that no class has: not scored, not trained on
 META_NAME = "meta.json"
 SOURCE_NAME = "sartm-source.json"  # sartm's marker in raw and extracted folders (their origin)
 MANIFEST_NAME = "manifest.csv"

@@ -1,6 +1,7 @@
 """Fetch a dataset's official archives, verify them, and extract them into data/raw/<dataset>/.
 
-All published locations and digests live in the one table `SOURCES`. Verification uses the
+All published locations and digests live in each dataset's entry (sartm.data.builtin, its
+`mirrors`). Verification uses the
 digest published by the distributor where there is one (whatever its kind: the FMB mirror
 publishes md5); where none is published (MFNet, PST900) the SHA-256 seen on first use is recorded
 in `data/archives/<dataset>/SHA256SUMS`, once the archive has extracted into the dataset's layout
@@ -35,6 +36,8 @@ from typing import Any
 from tqdm import tqdm
 
 from sartm import __version__, paths
+from sartm.data import builtin
+from sartm.data.builtin import Mirror
 from sartm.data.common import (
     SOURCE_NAME,
     DataError,
@@ -59,97 +62,12 @@ class DigestError(DataError):
     """An archive whose digest differs from the expected one (the message shows both)."""
 
 
-@dataclass(frozen=True)
-class Remote:
-    """One published file. kind: http (direct link), gdrive (a Drive file), gdrive-folder (a
-    Drive folder: take `filename` from it, or every archive when filename is '*'), page (a
-    landing page that only a person can use)."""
-
-    filename: str
-    url: str
-    kind: str
-    digest: str | None = None  # "<algorithm>:<hex>", only where the distributor publishes one
-
-
-@dataclass(frozen=True)
-class Mirror:
-    name: str
-    page: str  # where a person finds the link and the terms of use
-    files: tuple[Remote, ...]
-    note: str = ""
-
-
-# The one table of published locations and digests (docs/method.md section 1).
-SOURCES: dict[str, tuple[Mirror, ...]] = {
-    "mfnet": (
-        Mirror(
-            name="gdrive",
-            page="https://www.mi.t.u-tokyo.ac.jp/static/projects/mil_multispectral/",
-            files=(
-                Remote(
-                    "ir_seg_dataset.zip",
-                    "https://drive.google.com/drive/folders/18BQFWRfhXzSuMloUmtiBRFrr6NSrf8Fw",
-                    "gdrive-folder",
-                ),
-            ),
-            note="the original MFNet release (ir_seg_dataset.zip, with the split lists) in the "
-            "Google Drive folder that MFNet users cite; the project page describes the dataset",
-        ),
-        Mirror(
-            name="rtfnet",
-            page="https://github.com/yuxiangsun/RTFNet",
-            files=(Remote("dataset.zip", "http://gofile.me/4jm56/CfukComo1", "page"),),
-            note="RTFNet's preprocessed copy with the split files (a share page: download by hand)",
-        ),
-    ),
-    "pst900": (
-        Mirror(
-            name="gdrive",
-            page="https://github.com/ShreyasSkandanS/pst900_thermal_rgb",
-            files=(
-                Remote(
-                    "PST900_RGBT_Dataset.zip",
-                    "https://drive.google.com/file/d/1f4QT7RFfHIEMYW80jrbBs3qo5qjKou9M/view",
-                    "gdrive",
-                ),
-            ),
-            note="the authors' Google Drive link in the dataset's README (1.4 GB)",
-        ),
-    ),
-    "fmb": (
-        Mirror(
-            name="github",
-            page="https://github.com/CharlesShan-hub/FMB_Backup/releases/tag/V1.0.0",
-            files=(
-                Remote(
-                    "train.zip",
-                    "https://github.com/CharlesShan-hub/FMB_Backup/releases/download/V1.0.0/train.zip",
-                    "http",
-                    "md5:896c457d6fadb828fced86d7c0e0d66f",
-                ),
-                Remote(
-                    "test.zip",
-                    "https://github.com/CharlesShan-hub/FMB_Backup/releases/download/V1.0.0/test.zip",
-                    "http",
-                    "md5:916b3482f1d5988046ea74c287bbf518",
-                ),
-            ),
-            note="an unofficial mirror of the authors' files that publishes md5 digests",
-        ),
-        Mirror(
-            name="gdrive",
-            page="https://github.com/JinyuanLiu-CV/SegMiF",
-            files=(
-                Remote(
-                    "*",
-                    "https://drive.google.com/drive/folders/1T_jVi80tjgyHTQDpn-TjfySyW4CK1LlF",
-                    "gdrive-folder",
-                ),
-            ),
-            note="the authors' Google Drive folder (linked from the SegMiF README)",
-        ),
-    ),
-}
+def mirrors(dataset: str) -> tuple[Mirror, ...]:
+    """The published locations of a built-in dataset (its entry's mirrors, first = default)."""
+    known = [n for n in builtin.names() if builtin.builtin(n).mirrors]
+    if dataset not in known:
+        raise DataError(f"no download source for {dataset!r}; known: {', '.join(known)}")
+    return builtin.builtin(dataset).mirrors
 
 
 # --- the network boundary ---------------------------------------------------------------------
@@ -158,7 +76,7 @@ SOURCES: dict[str, tuple[Mirror, ...]] = {
 def open_url(url: str, *, headers: dict[str, str], timeout: float = 60.0) -> Any:
     """The one function that opens a URL (an HTTP response: status, headers, read())."""
     request = urllib.request.Request(url, headers=headers)
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the URLs come from SOURCES
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the URLs come from the mirrors
 
 
 def _drive_id(url: str) -> str:
@@ -293,7 +211,8 @@ def file_digests(
 
 def published_digest(dataset: str, filename: str) -> tuple[str, str, str] | None:
     """(algorithm, hex, url) published for this archive name, if any distributor publishes one."""
-    for mirror in SOURCES.get(dataset, ()):
+    entry = builtin.BUILTIN.get(dataset)
+    for mirror in entry.mirrors if entry else ():
         for remote in mirror.files:
             if remote.filename == filename and remote.digest:
                 algorithm, _, hexdigest = remote.digest.partition(":")
@@ -387,7 +306,7 @@ def record_first_use(dataset: str, verified: Sequence[Verified], *, root: Path) 
 def manual_instructions(dataset: str) -> str:
     """Exact steps to get the archives by hand, for every known location."""
     lines = [f"To get {dataset} by hand:"]
-    for mirror in SOURCES[dataset]:
+    for mirror in mirrors(dataset):
         names = ", ".join(
             r.filename if r.filename != "*" else "the archive(s)" for r in mirror.files
         )
@@ -408,16 +327,14 @@ def manual_instructions(dataset: str) -> str:
 
 
 def _mirror(dataset: str, name: str | None) -> Mirror:
-    if dataset not in SOURCES:
-        raise DataError(f"no download source for {dataset!r}; known: {', '.join(SOURCES)}")
-    mirrors = SOURCES[dataset]
+    published = mirrors(dataset)
     if name is None:
-        return mirrors[0]
-    for mirror in mirrors:
+        return published[0]
+    for mirror in published:
         if mirror.name == name:
             return mirror
     raise DataError(
-        f"{dataset}: unknown mirror {name!r}; known: {', '.join(m.name for m in mirrors)}"
+        f"{dataset}: unknown mirror {name!r}; known: {', '.join(m.name for m in published)}"
     )
 
 

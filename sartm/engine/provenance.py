@@ -18,7 +18,7 @@ from sartm import __version__
 from sartm.config import PROJECT_ROOT
 from sartm.engine.run_checkpoint import sha256_file
 
-LIBRARIES = ("torch", "torchvision", "sam2", "peft", "open_clip_torch", "numpy", "mlflow")
+LIBRARIES = ("torch", "torchvision", "sam2", "open_clip_torch", "numpy", "mlflow")
 
 
 @cache

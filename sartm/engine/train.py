@@ -752,16 +752,15 @@ def _similarity(model, loader, classes, device, dtype, epoch: int, out_dir: Path
 
 def _log_similarity(tracker, path: Path) -> None:
     """The matrices file and a heatmap figure of it, to MLflow."""
-    # matplotlib only here: it takes a second to import, and only similarity epochs draw
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib only here, and without pyplot: it takes a second to import, and only
+    # similarity epochs draw
+    from matplotlib.figure import Figure
 
     tracker.log_artifact(path, "similarity")
     data = np.load(path)
     panels = [("visual", data["visual"])] + ([("text", data["text"])] if "text" in data else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     names = [str(n) for n in data["classes"]]
     for ax, (title, matrix) in zip(axes[0], panels):
         im = ax.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
@@ -771,7 +770,6 @@ def _log_similarity(tracker, path: Path) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     tracker.log_figure(fig, f"similarity/{path.stem}.png")
-    plt.close(fig)
 
 
 def _finish(run: Run) -> dict[str, Any]:

@@ -83,10 +83,10 @@ class RGBTEncoder(nn.Module):
         self.size_multiple = size_multiple(backbone)
         self.routing = lora.AdapterRouting()
         lora.split_qkv(self.image_encoder, self.routing)
-        config = lora.lora_config(
+        self.lora_settings = lora.LoraSettings(
             rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, base=backbone
         )
-        lora.add_adapters(self.image_encoder, config, self.adapter_names)
+        lora.add_adapters(self.image_encoder, self.lora_settings, self.adapter_names)
 
     @property
     def architecture(self) -> Architecture:
@@ -146,10 +146,14 @@ class RGBTEncoder(nn.Module):
 
     def save_adapters(self, directory: str | Path) -> list[Path]:
         """peft-format adapter folders, one per adapter name (`rgb`, `thermal` or `shared`)."""
-        return lora.save_adapters(self.image_encoder, Path(directory), self.adapter_names)
+        return lora.save_adapters(
+            self.image_encoder, Path(directory), self.adapter_names, self.lora_settings
+        )
 
     def load_adapters(self, directory: str | Path) -> None:
-        lora.load_adapters(self.image_encoder, Path(directory), self.adapter_names)
+        lora.load_adapters(
+            self.image_encoder, Path(directory), self.adapter_names, self.lora_settings
+        )
 
     def _qkv_layers(self) -> list[lora.QKVProjection]:
         return [m for m in self.modules() if isinstance(m, lora.QKVProjection)]

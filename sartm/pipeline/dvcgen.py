@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sartm import paths, runs
-from sartm.data.spec import REAL
+from sartm.data import builtin
 from sartm.errors import SartmError
 from sartm.pipeline.plan import Plan
 
@@ -169,12 +169,12 @@ def stages(params: dict[str, Any]) -> dict[str, Any]:
 
 def _curve_column(plan: Plan, run_id: str) -> str | None:
     """The mIoU column of a run's history.csv: of the split that selects its best epoch (val
-    where the paper's dataset has one). None for a dataset of the user's (known only once
+    where the built-in dataset has one). None for a dataset of the user's (known only once
     prepared)."""
     dataset = plan.job(run_id).dataset
-    if dataset not in REAL:
+    if dataset not in builtin.BUILTIN:
         return None
-    return "val_miou" if "val" in REAL[dataset].splits else "test_miou"
+    return "val_miou" if "val" in builtin.builtin(dataset).spec.splits else "test_miou"
 
 
 def plots(params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sartm import config as cfgmod
 from sartm import paths, runs
+from sartm.data import builtin
 from sartm.errors import SartmError
 
 DEFAULT_RESOURCES = {"gpu": 0, "threads": 2, "mem_mb": 4000, "runtime": 60}
@@ -25,6 +26,16 @@ def _q(path: Path | str) -> str:
 
 
 TEXT_KEYS = ("model", "pretrained", "template")
+
+
+def wildcard_patterns() -> dict[str, str]:
+    """The Snakemake wildcards of the data rules, from the registry (sartm.data.builtin): a
+    built-in dataset (download, prepare), a stand-in (synth), any data source (text cache)."""
+    return {
+        "dataset": "|".join(builtin.names()) or "none",
+        "source": "|".join(builtin.stand_in_names()) or "none",
+        "cache": cfgmod.source_pattern(),
+    }
 
 
 class PlanError(SartmError, ValueError):
@@ -251,7 +262,7 @@ class Plan:
         source = self.data_source(dataset)
         if source.startswith(cfgmod.SYNTHETIC_PREFIX):
             return [self.synth_command(source)]
-        if source in cfgmod.LOGICAL_DATASETS:
+        if source in builtin.names():
             return [self.download_command(source), self.prepare_command(source)]
         if self.own(source) is not None:
             return [self.prepare_own_command(source)]

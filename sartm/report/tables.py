@@ -25,6 +25,7 @@ import pandas as pd
 
 from sartm import config as cfgmod
 from sartm import paths
+from sartm.data import builtin
 from sartm.report import paper
 from sartm.report.results import (
     ReportError,
@@ -609,7 +610,7 @@ def make(
 def preset_note(params: dict[str, Any], preset: str | None = None) -> str:
     """The preset's data and SAM2 encoder, for the captions (written before any result is read)."""
     preset = preset or params["preset"]
-    base = [cfgmod.resolve(params, dataset=ds, preset=preset) for ds in cfgmod.LOGICAL_DATASETS]
+    base = [cfgmod.resolve(params, dataset=ds, preset=preset) for ds in builtin.names()]
     sources = ", ".join(c.data.dataset for c in base)
     synthetic = any(c.synthetic for c in base)
     data = f"SYNTHETIC stand-in data ({sources})" if synthetic else f"real data ({sources})"

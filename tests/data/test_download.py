@@ -7,6 +7,7 @@ entry points are replaced for Google Drive. Nothing here leaves the machine.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import importlib
@@ -24,12 +25,20 @@ from PIL import Image
 from rawdata import FMB_IDS, MFNET_IDS, PST900_IDS, make_tar, make_zip
 
 from sartm.cli import cli
+from sartm.data import builtin
 from sartm.data import download as dl
+from sartm.data.builtin import Mirror, Remote
 from sartm.data.common import DataError, load_meta, read_manifest
-from sartm.data.download import DigestError, DownloadError, Mirror, Remote, verify_archive
+from sartm.data.download import DigestError, DownloadError, verify_archive
 
 # gdown's own record type (its module is shadowed by the function gdown.download)
 DriveFile = importlib.import_module("gdown.download").GoogleDriveFileToDownload
+
+
+def set_mirrors(monkeypatch, dataset: str, mirrors: tuple[Mirror, ...]) -> None:
+    """The dataset's entry with other mirrors, for the test (the registry is restored after)."""
+    entry = dataclasses.replace(builtin.BUILTIN[dataset], mirrors=mirrors)
+    monkeypatch.setitem(builtin.BUILTIN, dataset, entry)
 
 
 def run(*args: str) -> object:
@@ -263,7 +272,7 @@ def fmb_http_mirror(monkeypatch, base: str, train: Path, test: Path) -> None:
             Remote("test.zip", f"{base}/fmb/test.zip", "http", f"md5:{md5(test)}"),
         ),
     )
-    monkeypatch.setitem(dl.SOURCES, "fmb", (mirror, *dl.SOURCES["fmb"]))
+    set_mirrors(monkeypatch, "fmb", (mirror, *builtin.BUILTIN["fmb"].mirrors))
 
 
 def fmb_archives(tmp_path: Path, make_fmb) -> tuple[Path, Path]:
@@ -428,7 +437,7 @@ def test_http_first_download_cut_short_without_length(tmp_path, make_pst900, mon
     good = make_zip(make_pst900(tmp_path / "src"), tmp_path / "good.zip").read_bytes()
     name = "PST900_RGBT_Dataset.zip"
     remote = Remote(name, f"{server.url}/pst900.zip", "http")
-    monkeypatch.setitem(dl.SOURCES, "pst900", (Mirror("local", server.url, (remote,)),))
+    set_mirrors(monkeypatch, "pst900", (Mirror("local", server.url, (remote,)),))
     server.files["/pst900.zip"], server.length, server.cut_after = good, False, len(good) // 2
     root = tmp_path / "data"
     kept = root / "archives" / "pst900" / name

@@ -24,10 +24,10 @@ from rawdata import (
 )
 
 from sartm.cli import cli
-from sartm.data import layouts
+from sartm.data import readers
 from sartm.data.common import DataError, is_complete, load_meta, read_manifest
 from sartm.data.layouts import load_class_file, prepare
-from sartm.data.spec import FMB, MFNET, PST900
+from sartm.data.spec import spec_for
 
 
 def read(path: Path) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_mfnet(tmp_path, make_mfnet):
     assert subsets == {i: ("day" if i.endswith("D") else "night") for i in subsets}
     meta = load_meta(out)
     assert meta["name"] == meta["source"] == "mfnet"
-    assert meta["classes"] == list(MFNET.classes)
+    assert meta["classes"] == list(spec_for("mfnet").classes)
     assert meta["subsets"] == {
         "train_day": 1,
         "train_night": 1,
@@ -115,7 +115,7 @@ def test_pst900_ignores_depth_and_raw_thermal(tmp_path, make_pst900):
     prepare("pst900", raw=raw, out=tmp_path / "out", progress=False)
     check_output(tmp_path / "out", PST900_IDS, 5)
     meta = load_meta(tmp_path / "out")
-    assert meta["classes"] == list(PST900.classes) and meta["subsets"] == {}
+    assert meta["classes"] == list(spec_for("pst900").classes) and meta["subsets"] == {}
     assert not (tmp_path / "out" / "train" / "depth").exists()
 
 
@@ -135,7 +135,9 @@ def test_fmb_gray_infrared_to_one_channel(tmp_path, make_fmb):
     prepare("fmb", raw=raw, out=tmp_path / "out", progress=False)
     check_output(tmp_path / "out", FMB_IDS, 15)
     meta = load_meta(tmp_path / "out")
-    assert meta["classes"] == list(FMB.classes) and "rounded mean" in meta["thermal_from"]
+    assert (
+        meta["classes"] == list(spec_for("fmb").classes) and "rounded mean" in meta["thermal_from"]
+    )
 
 
 def test_fmb_real_samples_with_added_labels(tmp_path, samples_dir):
@@ -422,7 +424,7 @@ def test_rerun_is_a_noop_and_force_rebuilds(tmp_path, make_pst900):
 def test_interrupted_prepare_leaves_nothing_complete(tmp_path, make_fmb, monkeypatch):
     raw = make_fmb(tmp_path / "raw")
     calls = {"n": 0}
-    real = layouts.read_label
+    real = readers.read_label
 
     def interrupted(path):
         calls["n"] += 1
@@ -430,7 +432,7 @@ def test_interrupted_prepare_leaves_nothing_complete(tmp_path, make_fmb, monkeyp
             raise KeyboardInterrupt
         return real(path)
 
-    monkeypatch.setattr(layouts, "read_label", interrupted)
+    monkeypatch.setattr(readers, "read_label", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare("fmb", raw=raw, out=tmp_path / "out", progress=False)
     assert calls["n"] == 3

@@ -16,6 +16,7 @@ from sklearn.metrics import f1_score
 from sartm.cli import cli
 from sartm.config import PROJECT_ROOT
 from sartm.data import synth
+from sartm.data.builtin import stand_in_names
 from sartm.data.common import read_manifest
 from sartm.data.layouts import prepare
 from sartm.data.spec import spec_for
@@ -36,7 +37,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The three stand-ins at the ci preset's size (train 8, val 4, test 4), width 96."""
     root = tmp_path_factory.mktemp("synth")
     out = {}
-    for name in synth.SYNTH_NAMES:
+    for name in stand_in_names():
         out[name] = root / name
         synth.generate(name, out[name], samples={"train": 8, "val": 4, "test": 4}, width=96, seed=0)
     return out
@@ -86,7 +87,7 @@ def test_mfnet_day_night_structure(made):
         assert all(r["subset"] == "" for r in read_manifest(made[name]))
 
 
-@pytest.mark.parametrize("name", synth.SYNTH_NAMES)
+@pytest.mark.parametrize("name", stand_in_names())
 def test_every_class_in_every_split(made, name):
     meta = json.loads((made[name] / "meta.json").read_text())
     for split, counts in meta["class_pixel_counts"].items():
@@ -97,7 +98,7 @@ def test_every_class_in_every_split(made, name):
 def test_conditions_cover_hard_cases(made):
     conds = {
         n: set(json.loads((made[n] / "meta.json").read_text())["conditions"].values())
-        for n in synth.SYNTH_NAMES
+        for n in stand_in_names()
     }
     assert {"day", "night"} <= conds["synth-mfnet"]
     assert "dark" in conds["synth-pst900"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ def make(sharing: str = "per_modality", *, rank: int = 4, backbone: str = MICRO,
 
 
 def randomise_lora(encoder: RGBTEncoder, seed: int = 1) -> None:
-    """Non-zero B so that the adapters actually change q and v (peft starts B at zero)."""
+    """Non-zero B so that the adapters actually change q and v (B starts at zero)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in encoder.lora_parameters():
@@ -136,27 +137,73 @@ def test_training_moves_only_lora_and_never_the_key_projection():
     enc.routing.groups = ()
 
 
+def peft_twin(encoder: RGBTEncoder, *, seed: int | None = None):
+    """The same image encoder with peft's own LoRA layers injected (as sartm did before it wrote
+    its own): built from `seed` like `make`, or carrying `encoder`'s weights (strict load)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from sartm.model.lora import TARGET_MODULES, AdapterRouting, split_qkv
+
+    s = encoder.lora_settings
+    if seed is not None:
+        torch.manual_seed(seed)
+    twin = build_image_encoder(encoder.backbone)
+    split_qkv(twin, AdapterRouting())
+    config = LoraConfig(
+        r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=TARGET_MODULES
+    )
+    for name in encoder.adapter_names:
+        with warnings.catch_warnings():  # a second adapter is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(config, twin, adapter_name=name)
+    if seed is None:
+        twin.load_state_dict(encoder.image_encoder.state_dict(), strict=True)
+    return twin
+
+
+@pytest.mark.parametrize("sharing", ["per_modality", "shared"])
+def test_lora_layers_have_pefts_names_initialisation_and_scaling(sharing):
+    """Same seed, same parameters as peft's injection: every name, every value (B = 0, A drawn in
+    peft's order), and peft's scaling alpha / r."""
+    from peft.tuners.lora import LoraLayer
+
+    from sartm.model.lora import LoRALinear
+
+    enc = make(sharing, rank=3, seed=5)
+    twin = peft_twin(enc, seed=5)
+    mine, theirs = enc.image_encoder.state_dict(), twin.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert torch.equal(mine[key], value), key
+    assert any(".lora_A." in k and mine[k].abs().sum() > 0 for k in mine)
+    assert all(not mine[k].any() for k in mine if ".lora_B." in k)
+    peft_scaling = [m.scaling for m in twin.modules() if isinstance(m, LoraLayer)]
+    own_scaling = [m.scaling for m in enc.modules() if isinstance(m, LoRALinear)]
+    assert own_scaling == peft_scaling and own_scaling[0] == {n: 2.0 for n in enc.adapter_names}
+
+
 @pytest.mark.parametrize("sharing", ["per_modality", "shared"])
 def test_fused_update_equals_pefts_own_layer_forward(sharing):
     """Each part of the batch gets exactly what peft's LoRA layer gives with that adapter alone
     (scaling, A then B), in the q and v columns; k is the frozen sub-layer's output."""
     enc = make(sharing, rank=3)
     randomise_lora(enc)
+    twin = peft_twin(enc)
     groups = enc.adapter_names
     enc.routing.groups = groups
     try:
-        for block in enc.image_encoder.trunk.blocks:
-            qkv = block.attn.qkv
+        for block, twin_block in zip(enc.image_encoder.trunk.blocks, twin.trunk.blocks):
+            qkv, ref = block.attn.qkv, twin_block.attn.qkv
             x = torch.randn(2 * len(groups), 4, 4, qkv.dim_in)
             with torch.no_grad():
                 out = qkv(x)
             d, n = qkv.dim_out, 2
             for i, adapter in enumerate(groups):
                 part = slice(i * n, (i + 1) * n)
-                for layer in (qkv.q, qkv.v):
+                for layer in (ref.q, ref.v):
                     layer.set_adapter(adapter)
                 with torch.no_grad():
-                    want_q, want_k, want_v = qkv.q(x[part]), qkv.k(x[part]), qkv.v(x[part])
+                    want_q, want_k, want_v = ref.q(x[part]), ref.k(x[part]), ref.v(x[part])
                 torch.testing.assert_close(out[part, ..., :d], want_q, rtol=1e-5, atol=1e-5)
                 torch.testing.assert_close(out[part, ..., d : 2 * d], want_k, rtol=0, atol=1e-6)
                 torch.testing.assert_close(out[part, ..., 2 * d :], want_v, rtol=1e-5, atol=1e-5)
@@ -340,11 +387,10 @@ def test_every_real_size_matches_sam2s_own_config(backbone):
 
 
 def test_every_rank_run_has_lora_scaling_one():
-    """The paper's dQ = W_a W_b has no scaling: peft's alpha / r must be 1 at every rank of the
+    """The paper's dQ = W_a W_b has no scaling: alpha / r (peft's) must be 1 at every rank of the
     run list (Table IV), in every preset, and alpha stays settable."""
-    from peft.tuners.lora import LoraLayer
-
     from sartm import config as cfgmod
+    from sartm.model.lora import LoRALinear
 
     params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")
     jobs = [c for preset in params["presets"] for c in cfgmod.pipeline_runs(params, preset)]
@@ -356,7 +402,7 @@ def test_every_rank_run_has_lora_scaling_one():
             lora_sharing="per_modality",
         )  # fmt: skip
         scalings = {
-            s for m in encoder.modules() if isinstance(m, LoraLayer) for s in m.scaling.values()
+            s for m in encoder.modules() if isinstance(m, LoRALinear) for s in m.scaling.values()
         }
         assert scalings == {1.0}, (rank, alpha, scalings)
     explicit = cfgmod.resolve(

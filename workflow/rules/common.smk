@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sartm import config as sartm_config
 from sartm import paths
-from sartm.pipeline.plan import Plan
+from sartm.pipeline.plan import Plan, wildcard_patterns
 
 
 envvars:
@@ -40,16 +40,17 @@ TABLES, FIGURES = PLAN.tables, PLAN.figures
 CONDA_ENV = "../../environment.yml"  # relative to workflow/rules/
 TRAIN_RESOURCES = PLAN.resources("train")
 EVAL_RESOURCES = PLAN.resources("evaluate")
+DATA_WILDCARDS = wildcard_patterns()  # from the built-in datasets (sartm.data.builtin)
 
 
 wildcard_constraints:
     run_id=r"[^/]+/[^/]+(/seed\d+)?",
     table="|".join(TABLES) or "none",
     figure="|".join(FIGURES) or "none",
-    source=r"synth-[a-z0-9]+",
-    cache=r"(synth-)?(mfnet|pst900|fmb)|custom-[A-Za-z0-9_.-]+",
-    dataset="mfnet|pst900|fmb",
-    name=r"[A-Za-z0-9_.-]+",
+    source=DATA_WILDCARDS["source"],
+    cache=DATA_WILDCARDS["cache"],
+    dataset=DATA_WILDCARDS["dataset"],
+    name=sartm_config.CUSTOM_NAME_CHARS,
 
 
 def train_inputs(wildcards):
