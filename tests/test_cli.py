@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import pkgutil
 import re
 import shlex
 
+import click
 import pytest
 from click.testing import CliRunner
 from torch.distributed import run as torchrun
@@ -90,3 +92,22 @@ def test_readme_torchrun_command_parses():
         assert args.training_script_args[0] == "train"
         ctx = train.make_context("train", args.training_script_args[1:])
         assert ctx.params["run"] == "pst900/full", command
+
+
+def test_each_command_is_loaded_only_when_it_runs():
+    """`sartm train` imports neither the other commands nor the download code (start-up cost),
+    and every name of the lazy table is the command it loads."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys; from sartm.cli import cli; import click; "
+        "cmd = cli.get_command(click.Context(cli), 'train'); "
+        "print(json.dumps([cmd.name, sorted(m for m in sys.modules if m.startswith('sartm.cli.') "
+        "or m in ('sartm.data.download', 'sartm.data.extract'))]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ["train", ["sartm.cli.common", "sartm.cli.train"]]
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        assert cli.get_command(ctx, name).name == name

@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from sartm import __version__
-from sartm.cli.data import data
-from sartm.cli.embed import embed
-from sartm.cli.evaluate import evaluate
-from sartm.cli.model import model
-from sartm.cli.pipeline import pipeline
-from sartm.cli.predict import export, predict
-from sartm.cli.pretrain import pretrain
-from sartm.cli.report import report
-from sartm.cli.tracking import tracking
-from sartm.cli.train import train
-from sartm.cli.weights import weights
 from sartm.errors import SartmError
+
+# Each command's module is imported only when that command runs (click's lazy-loading recipe):
+# `sartm train` then skips, e.g., the download and extraction code that `sartm data` imports.
+COMMANDS = {
+    "data": "sartm.cli.data:data",
+    "embed": "sartm.cli.embed:embed",
+    "tracking": "sartm.cli.tracking:tracking",
+    "train": "sartm.cli.train:train",
+    "evaluate": "sartm.cli.evaluate:evaluate",
+    "predict": "sartm.cli.predict:predict",
+    "export": "sartm.cli.predict:export",
+    "weights": "sartm.cli.weights:weights",
+    "pretrain": "sartm.cli.pretrain:pretrain",
+    "model": "sartm.cli.model:model",
+    "report": "sartm.cli.report:report",
+    "pipeline": "sartm.cli.pipeline:pipeline",
+}
 
 
 class _Group(click.Group):
-    """Project errors, and the file system's (a full disk, a folder without write permission),
-    become one line (`Error: <message>`); `--debug` keeps the traceback."""
+    """Commands loaded when used; project errors, and the file system's (a full disk, a folder
+    without write permission), become one line (`Error: <message>`); `--debug` keeps the
+    traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -46,20 +64,6 @@ class _Group(click.Group):
 )
 def cli(debug: bool) -> None:
     """SARTM: Segment Any RGB-Thermal Model, reproducible pipeline."""
-
-
-cli.add_command(data)
-cli.add_command(embed)
-cli.add_command(tracking)
-cli.add_command(train)
-cli.add_command(evaluate)
-cli.add_command(predict)
-cli.add_command(export)
-cli.add_command(weights)
-cli.add_command(pretrain)
-cli.add_command(model)
-cli.add_command(report)
-cli.add_command(pipeline)
 
 
 def main() -> None:
