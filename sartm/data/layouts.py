@@ -34,10 +34,6 @@ from sartm.data.common import (
 )
 from sartm.data.readers import Reader, SplitLayout, inside
 
-# re-exported: sartm.engine.predict reads its input images with them
-from sartm.data.readers import read_rgb as read_rgb
-from sartm.data.readers import read_thermal as read_thermal
-
 CUSTOM_NAME = re.compile(f"^{CUSTOM_PREFIX}{CUSTOM_NAME_CHARS}$")
 CUSTOM_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CUSTOM_LABEL_EXTS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: labels are class ids

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from sartm.config import config_from_dict
-from sartm.data.layouts import read_rgb, read_thermal
+from sartm.data.readers import read_rgb, read_thermal
 from sartm.data.transforms import EvalTransform, Normalisation
 from sartm.engine import modelio, runtime
 from sartm.engine.evaluate import predict_probs, save_palette_png
