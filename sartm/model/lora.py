@@ -345,5 +345,5 @@ def load_adapters(
         own = module.state_dict()
         with torch.no_grad():
             for k, v in weights.items():
-                layer, kind = k.rsplit(".", 2)[0], k.rsplit(".", 2)[1]
+                layer, kind, _ = k.rsplit(".", 2)
                 own[f"{layer}.{kind}.{name}.weight"].copy_(v)
