@@ -555,40 +555,54 @@ def resolve(
     )
 
 
+def _listed_runs(params: dict[str, Any], preset: str | None) -> list[tuple[int, str, Config]]:
+    """(seed index, `dataset/run`, configuration) of every listed run and each of its seeds,
+    seeds outermost, then params.yaml's order: resolved once for both functions below."""
+    out = []
+    runs = run_list(params, preset)
+    for seed_index in range(seed_count(params, preset)):
+        for run, spec in runs.items():
+            for dataset in spec["datasets"]:
+                if seed_index < len(run_seeds(params, dataset, run, preset)):
+                    cfg = resolve(
+                        params, dataset=dataset, run=run, preset=preset, seed_index=seed_index
+                    )
+                    out.append((seed_index, f"{dataset}/{run}", cfg))
+    return out
+
+
+def _distinct(listed: list[tuple[int, str, Config]]) -> dict[tuple[str, str], Config]:
+    seen: dict[tuple[str, str], Config] = {}
+    for _, _, cfg in listed:
+        seen.setdefault((cfg.dataset, cfg.hash()), cfg)
+    return seen
+
+
 def pipeline_runs(params: dict[str, Any], preset: str | None = None) -> list[Config]:
     """Every training run of the run list, one per distinct canonical configuration.
 
     Runs whose canonical configuration is identical are ONE run (docs/method.md section 6); the first
     name in params.yaml's order is kept, the others alias it (see `run_aliases`).
     """
-    seen: dict[tuple[str, str], Config] = {}
-    runs = run_list(params, preset)
-    for seed_index in range(seed_count(params, preset)):
-        for run, spec in runs.items():
-            for dataset in spec["datasets"]:
-                if seed_index >= len(run_seeds(params, dataset, run, preset)):
-                    continue
-                cfg = resolve(
-                    params, dataset=dataset, run=run, preset=preset, seed_index=seed_index
-                )
-                seen.setdefault((dataset, cfg.hash()), cfg)
-    return list(seen.values())
+    return list(_distinct(_listed_runs(params, preset)).values())
+
+
+def seed_run_aliases(params: dict[str, Any], preset: str | None = None) -> list[dict[str, str]]:
+    """For each seed: `<dataset>/<run>` of every listed run -> the run_id of the one training job
+    that serves it (runs with fewer seeds are left out of the later maps)."""
+    listed = _listed_runs(params, preset)
+    canonical = {key: cfg.run_id for key, cfg in _distinct(listed).items()}
+    out: list[dict[str, str]] = [{} for _ in range(seed_count(params, preset))]
+    for seed_index, name, cfg in listed:
+        out[seed_index][name] = canonical[(cfg.dataset, cfg.hash())]
+    return out
 
 
 def run_aliases(
     params: dict[str, Any], preset: str | None = None, seed_index: int = 0
 ) -> dict[str, str]:
-    """`<dataset>/<run>` of every listed run -> the run_id of the one training job that serves it
-    (for its seed_index-th seed; runs with fewer seeds are left out)."""
-    canonical = {(c.dataset, c.hash()): c.run_id for c in pipeline_runs(params, preset)}
-    out = {}
-    for run, spec in run_list(params, preset).items():
-        for dataset in spec["datasets"]:
-            if seed_index >= len(run_seeds(params, dataset, run, preset)):
-                continue
-            cfg = resolve(params, dataset=dataset, run=run, preset=preset, seed_index=seed_index)
-            out[f"{dataset}/{run}"] = canonical[(dataset, cfg.hash())]
-    return out
+    """`seed_run_aliases` for one seed (its seed_index-th)."""
+    return seed_run_aliases(params, preset)[seed_index]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

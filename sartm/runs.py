@@ -96,8 +96,7 @@ def runs_tree(name: str) -> Any:
 
 def seed_aliases(params: dict[str, Any], preset: str | None = None) -> list[dict[str, str]]:
     """For each seed: `dataset/run` of the run list -> the run id of the job that serves it."""
-    count = cfgmod.seed_count(params, preset)
-    return [cfgmod.run_aliases(params, preset, seed_index=i) for i in range(count)]
+    return cfgmod.seed_run_aliases(params, preset)
 
 
 def logical_runs(
