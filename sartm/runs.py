@@ -94,18 +94,13 @@ def runs_tree(name: str) -> Any:
     return spec["runs"]
 
 
-def seed_aliases(params: dict[str, Any], preset: str | None = None) -> list[dict[str, str]]:
-    """For each seed: `dataset/run` of the run list -> the run id of the job that serves it."""
-    return cfgmod.seed_run_aliases(params, preset)
-
-
 def logical_runs(
     name: str, params: dict[str, Any], preset: str | None = None, aliases=None
 ) -> list[str]:
     """The `dataset/run` names an item reads (`all`: every training job of the first seed)."""
     tree = runs_tree(name)
     if tree == ALL:
-        aliases = aliases or seed_aliases(params, preset)
+        aliases = aliases or cfgmod.seed_run_aliases(params, preset)
         return list(dict.fromkeys(aliases[0].values()))
     if isinstance(tree, str) and tree.startswith(OF_DATASET):
         dataset = tree.removeprefix(OF_DATASET)
@@ -122,9 +117,9 @@ def job_map(
 ) -> dict[str, list[str]]:
     """Logical run -> the run ids of the training jobs that serve it, one per seed.
 
-    `aliases` (from `seed_aliases`) saves resolving the run list again for every item.
+    `aliases` (from `config.seed_run_aliases`) saves resolving the run list again for every item.
     """
-    aliases = aliases or seed_aliases(params, preset)
+    aliases = aliases or cfgmod.seed_run_aliases(params, preset)
     out: dict[str, list[str]] = {}
     for name in names:
         if name not in aliases[0]:
@@ -143,7 +138,7 @@ def item_jobs(
     aliases: list[dict[str, str]] | None = None,
 ) -> dict[str, list[str]]:
     """Logical run -> job run ids, for everything one table or figure reads."""
-    aliases = aliases or seed_aliases(params, preset)
+    aliases = aliases or cfgmod.seed_run_aliases(params, preset)
     return job_map(logical_runs(name, params, preset, aliases), params, preset, aliases)
 
 

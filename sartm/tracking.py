@@ -297,7 +297,7 @@ def report_readers(cfg: Config) -> list[str]:
 
     try:
         params = cfgmod.load_params(cfgmod.PROJECT_ROOT / "params.yaml")
-        aliases = runs.seed_aliases(params, cfg.preset)
+        aliases = cfgmod.seed_run_aliases(params, cfg.preset)
         return [
             runs.item_spec(name)[1].get("title", name)
             for name in runs.table_names(params, cfg.preset)

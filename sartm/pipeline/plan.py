@@ -72,7 +72,7 @@ class Plan:
     @cached_property
     def aliases(self) -> list[dict[str, str]]:
         """For each seed: `dataset/run` of the run list -> the run id of the job serving it."""
-        return runs.seed_aliases(self.params, self.preset)
+        return cfgmod.seed_run_aliases(self.params, self.preset)
 
     @cached_property
     def base(self) -> dict[str, cfgmod.Config]:
